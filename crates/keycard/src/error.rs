@@ -1,0 +1,65 @@
+//! Errors a handler sees from its session.
+
+use crate::{RandomError, StoreError};
+use http::StatusCode;
+
+/// Why a session operation failed.
+///
+/// With the `axum` feature it is a response: 503 for a store failure, 500 for
+/// the rest, with a plain-text body that names the cause but no secret.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum SessionError {
+    /// The store failed or timed out; the request must not go on as anonymous.
+    #[error("session store unavailable")]
+    Store(#[from] StoreError),
+    /// A value could not be serialized to JSON.
+    #[error("session value could not be serialized: {0}")]
+    Serialize(#[source] serde_json::Error),
+    /// A stored value did not have the type the handler asked for.
+    #[error("session value has another type: {0}")]
+    Deserialize(#[source] serde_json::Error),
+    /// The key starts with `keycard.`, which keycard reserves for itself.
+    #[error("session key `{0}` is reserved for keycard")]
+    ReservedKey(String),
+    /// The OS random generator failed.
+    #[error(transparent)]
+    Random(#[from] RandomError),
+    /// The sealed session cookie would exceed what browsers store (4096 bytes
+    /// for name, value and attributes); keycard never truncates it silently.
+    #[error("session cookie would be {size} bytes, over the 4096-byte limit")]
+    CookieTooLarge {
+        /// The size the Set-Cookie value would have had.
+        size: usize,
+    },
+}
+
+impl SessionError {
+    /// The status the default layer answers with.
+    pub fn status(&self) -> StatusCode {
+        match self {
+            SessionError::Store(_) => StatusCode::SERVICE_UNAVAILABLE,
+            _ => StatusCode::INTERNAL_SERVER_ERROR,
+        }
+    }
+
+    /// The default response body.
+    pub fn public_message(&self) -> &'static str {
+        match self {
+            SessionError::Store(_) => "Service temporarily unavailable: the session store did not answer. Please retry.",
+            _ => "Internal error while saving the session.",
+        }
+    }
+}
+
+#[cfg(feature = "axum")]
+impl axum::response::IntoResponse for SessionError {
+    fn into_response(self) -> axum::response::Response {
+        (
+            self.status(),
+            [(http::header::CACHE_CONTROL, "no-store")],
+            self.public_message(),
+        )
+            .into_response()
+    }
+}

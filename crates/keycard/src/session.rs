@@ -1,0 +1,747 @@
+//! The session handle a handler uses.
+
+use crate::client::Binding;
+use crate::codec::CookieCodec;
+use crate::{
+    now_millis, reserved, ApplyOutcome, Change, ClientDetails, CreateError, Record, SessionError,
+    SessionConfig, SessionId, SessionKey, SessionStore, StoreError, UnixMillis, Update,
+};
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+use serde_json::{Map, Value};
+use std::future::Future;
+use std::sync::Arc;
+use tokio::sync::Mutex;
+
+/// Where records live.
+#[derive(Clone)]
+pub(crate) enum Backend {
+    /// Server-side: the cookie holds the ID, the store holds the record.
+    Store(Arc<dyn SessionStore>),
+    /// Client-side: the cookie holds the sealed record; the store keeps only
+    /// revocations (a deny-list of ended sessions, a per-user not-before time).
+    Cookie {
+        codec: Arc<dyn CookieCodec>,
+        revocations: Arc<dyn SessionStore>,
+    },
+}
+
+/// Everything a request's session needs from the layer.
+#[derive(Clone)]
+pub(crate) struct Context {
+    pub config: SessionConfig,
+    pub backend: Backend,
+    pub binding: Binding,
+}
+
+/// What the request presented.
+#[derive(Clone, Debug)]
+pub(crate) enum Presented {
+    /// Nothing (or nothing usable): an anonymous visitor.
+    Nothing,
+    /// The session cookie's value.
+    Cookie(String),
+    /// More than one session cookie, or an oversized one: fail closed.
+    Ambiguous,
+    /// An `Authorization: Bearer` token.
+    Bearer(String),
+}
+
+/// The handle to the current request's session.
+///
+/// Cheap to clone (an `Arc`); every clone sees the same state. Nothing is read
+/// from the store until a method needs it, so a request that never touches its
+/// session costs no store round trip. Writes are recorded as per-key changes
+/// and applied to the store, atomically, after the handler returns.
+///
+/// ```no_run
+/// use keycard::Session;
+/// async fn visit(session: Session) -> Result<String, keycard::SessionError> {
+///     let visits = session.increment("visits", 1).await?;
+///     session.insert("theme", "dark").await?;
+///     let theme: Option<String> = session.get("theme").await?;
+///     Ok(format!("visit {visits}, theme {theme:?}"))
+/// }
+/// ```
+#[derive(Clone)]
+pub struct Session {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    ctx: Arc<Context>,
+    presented: Presented,
+    client: ClientDetails,
+    state: Mutex<State>,
+}
+
+#[derive(Default)]
+struct State {
+    loaded: bool,
+    failure: Option<StoreError>,
+    /// The ID of the live record this request started from.
+    id: Option<SessionId>,
+    /// The record as this request sees it (loaded, with local changes applied).
+    record: Option<Record>,
+    changes: Vec<Change>,
+    user_change: Option<Option<String>>,
+    client_change: Option<ClientDetails>,
+    restart_clocks: bool,
+    cycle: bool,
+    /// An ID whose record must be deleted (destroy, or rejected on load).
+    delete: Option<SessionId>,
+    /// The request presented a cookie that did not open a live session.
+    stale_cookie: bool,
+    /// Cookie mode: the cookie was sealed with an older key.
+    reseal: bool,
+}
+
+/// What the layer must do with the cookie after the handler.
+#[derive(Debug, PartialEq, Eq)]
+pub(crate) enum CookieAction {
+    Keep,
+    Set(String),
+    Clear,
+}
+
+/// The result of committing a session.
+#[derive(Debug)]
+pub(crate) struct Committed {
+    pub cookie: CookieAction,
+    /// The response depends on the session (it was read).
+    pub touched: bool,
+    /// A user is logged in.
+    pub authenticated: bool,
+}
+
+const COOKIE_FORMAT_VERSION: u8 = 1;
+
+impl Session {
+    pub(crate) fn new(ctx: Arc<Context>, presented: Presented, client: ClientDetails) -> Self {
+        Session {
+            inner: Arc::new(Inner { ctx, presented, client, state: Mutex::new(State::default()) }),
+        }
+    }
+
+    /// Reads a value, deserialized to `T`. `Ok(None)` when the key is absent.
+    pub async fn get<T: DeserializeOwned>(&self, key: &str) -> Result<Option<T>, SessionError> {
+        match self.get_value(key).await? {
+            Some(value) => serde_json::from_value(value).map(Some).map_err(SessionError::Deserialize),
+            None => Ok(None),
+        }
+    }
+
+    /// Reads a value as JSON.
+    pub async fn get_value(&self, key: &str) -> Result<Option<Value>, SessionError> {
+        let state = self.loaded().await?;
+        Ok(state.record.as_ref().and_then(|r| r.data.get(key).cloned()))
+    }
+
+    /// Writes a value. Writing the value already stored changes nothing.
+    pub async fn insert<T: Serialize>(&self, key: &str, value: T) -> Result<(), SessionError> {
+        check_key(key)?;
+        let value = serde_json::to_value(value).map_err(SessionError::Serialize)?;
+        self.change(Change::Set { key: key.to_owned(), value }).await
+    }
+
+    /// Removes a value, returning it.
+    pub async fn remove(&self, key: &str) -> Result<Option<Value>, SessionError> {
+        check_key(key)?;
+        let old = self.get_value(key).await?;
+        if old.is_some() {
+            self.change(Change::Remove { key: key.to_owned() }).await?;
+        }
+        Ok(old)
+    }
+
+    /// Removes every application value (keycard's own, such as the login and
+    /// the CSRF secret, stay: use [`destroy`](Self::destroy) to end the session).
+    pub async fn clear(&self) -> Result<(), SessionError> {
+        let keys: Vec<String> = {
+            let state = self.loaded().await?;
+            let Some(record) = &state.record else { return Ok(()) };
+            record.data.keys().filter(|k| !reserved::is_reserved(k)).cloned().collect()
+        };
+        for key in keys {
+            self.change(Change::Remove { key }).await?;
+        }
+        Ok(())
+    }
+
+    /// Adds `by` to the integer at `key` and returns the value this request
+    /// sees. The store applies the increment atomically, so concurrent
+    /// requests never lose one (unlike a get followed by an insert).
+    pub async fn increment(&self, key: &str, by: i64) -> Result<i64, SessionError> {
+        check_key(key)?;
+        self.change(Change::Increment { key: key.to_owned(), by }).await?;
+        let value = self.get_value(key).await?;
+        Ok(value.and_then(|v| v.as_i64()).unwrap_or(by))
+    }
+
+    /// Whether the session holds no value at all.
+    pub async fn is_empty(&self) -> Result<bool, SessionError> {
+        let state = self.loaded().await?;
+        Ok(state.record.as_ref().is_none_or(|r| r.data.is_empty() && r.user_id.is_none()))
+    }
+
+    /// Gives the session a new ID and keeps its data (call it whenever the
+    /// privilege level changes; [`login`](crate::auth) does it for you).
+    pub async fn cycle_id(&self) -> Result<(), SessionError> {
+        let mut state = self.loaded().await?;
+        if state.record.is_some() {
+            state.cycle = true;
+        }
+        Ok(())
+    }
+
+    /// Ends the session: the record is deleted from the store, the cookie is
+    /// cleared, and a concurrent request cannot bring it back. Values written
+    /// after this start a new session with a new ID.
+    pub async fn destroy(&self) -> Result<(), SessionError> {
+        let mut state = self.loaded().await?;
+        if let Some(id) = state.id.take() {
+            state.delete = Some(id);
+        }
+        state.record = None;
+        state.changes.clear();
+        state.user_change = None;
+        state.client_change = None;
+        state.cycle = false;
+        state.restart_clocks = false;
+        Ok(())
+    }
+
+    /// The logged-in user's ID, if any.
+    pub async fn user_id(&self) -> Result<Option<String>, SessionError> {
+        let state = self.loaded().await?;
+        Ok(state.record.as_ref().and_then(|r| r.user_id.clone()))
+    }
+
+    /// The store key of the live session, if any (not a secret).
+    pub async fn key(&self) -> Result<Option<SessionKey>, SessionError> {
+        let state = self.loaded().await?;
+        Ok(state.id.as_ref().map(SessionId::key))
+    }
+
+    /// A copy of the record as this request sees it.
+    pub async fn record(&self) -> Result<Option<Record>, SessionError> {
+        Ok(self.loaded().await?.record.clone())
+    }
+
+    /// Whether the request authenticated with an `Authorization: Bearer` token
+    /// rather than the cookie (such requests are exempt from CSRF checks).
+    pub fn is_bearer(&self) -> bool {
+        matches!(self.inner.presented, Presented::Bearer(_))
+    }
+
+    /// The client details of this request (resolved address, User-Agent).
+    pub fn client(&self) -> &ClientDetails {
+        &self.inner.client
+    }
+
+    /// The session configuration in force.
+    pub fn config(&self) -> &SessionConfig {
+        &self.inner.ctx.config
+    }
+
+    /// The server-side store (for cookie sessions, the revocation store).
+    pub fn store(&self) -> Arc<dyn SessionStore> {
+        match &self.inner.ctx.backend {
+            Backend::Store(store) => store.clone(),
+            Backend::Cookie { revocations, .. } => revocations.clone(),
+        }
+    }
+
+    /// Whether sessions live in the cookie (client-side) rather than a store.
+    pub fn is_client_side(&self) -> bool {
+        matches!(self.inner.ctx.backend, Backend::Cookie { .. })
+    }
+
+    /// Runs a store call under the configured timeout.
+    pub async fn with_timeout<T>(
+        &self,
+        call: impl Future<Output = Result<T, StoreError>>,
+    ) -> Result<T, SessionError> {
+        timed(&self.inner.ctx.config, call).await.map_err(SessionError::from)
+    }
+
+    /// Logs a user in on this session: sets the user, records the client for
+    /// binding and listing, restarts both timeouts and rotates the ID (so an
+    /// ID planted before login is useless after it: session fixation).
+    pub(crate) async fn set_login(&self, user_id: Option<String>, auth: Option<Value>) -> Result<(), SessionError> {
+        let mut state = self.loaded().await?;
+        let state = &mut *state;
+        if state.record.is_none() {
+            let now = now_millis();
+            let mut record = Record::new(now, self.inner.ctx.config.idle_ms(), self.inner.ctx.config.absolute_ms());
+            record.ip.clone_from(&self.inner.client.ip);
+            record.user_agent.clone_from(&self.inner.client.user_agent);
+            state.record = Some(record);
+        }
+        let change = match auth {
+            Some(value) => Change::Set { key: reserved::AUTH.into(), value },
+            None => Change::Remove { key: reserved::AUTH.into() },
+        };
+        push_change(state, change);
+        if let Some(record) = &mut state.record {
+            record.user_id.clone_from(&user_id);
+            record.ip.clone_from(&self.inner.client.ip);
+            record.user_agent.clone_from(&self.inner.client.user_agent);
+        }
+        state.user_change = Some(user_id);
+        state.client_change = Some(self.inner.client.clone());
+        state.restart_clocks = true;
+        state.cycle = state.id.is_some();
+        Ok(())
+    }
+
+    /// Sets a reserved value (for keycard's own modules).
+    pub(crate) async fn set_reserved(&self, key: &str, value: Value) -> Result<(), SessionError> {
+        self.change(Change::Set { key: key.to_owned(), value }).await
+    }
+
+    async fn change(&self, change: Change) -> Result<(), SessionError> {
+        let mut state = self.loaded().await?;
+        let state = &mut *state;
+        if let Change::Set { key, value } = &change {
+            if state.record.as_ref().and_then(|r| r.data.get(key)) == Some(value) {
+                return Ok(());
+            }
+        }
+        if state.record.is_none() {
+            let now = now_millis();
+            let mut record = Record::new(now, self.inner.ctx.config.idle_ms(), self.inner.ctx.config.absolute_ms());
+            record.ip.clone_from(&self.inner.client.ip);
+            record.user_agent.clone_from(&self.inner.client.user_agent);
+            state.record = Some(record);
+        }
+        push_change(state, change);
+        Ok(())
+    }
+
+    /// Locks the state, loading the session first if this is the first use.
+    async fn loaded(&self) -> Result<tokio::sync::MutexGuard<'_, State>, SessionError> {
+        let mut state = self.inner.state.lock().await;
+        if !state.loaded {
+            state.loaded = true;
+            if let Err(error) = self.load(&mut state).await {
+                state.failure = Some(error);
+            }
+        }
+        match &state.failure {
+            Some(error) => Err(SessionError::Store(error.clone())),
+            None => Ok(state),
+        }
+    }
+
+    async fn load(&self, state: &mut State) -> Result<(), StoreError> {
+        let ctx = &self.inner.ctx;
+        let (id, record) = match (&self.inner.presented, &ctx.backend) {
+            (Presented::Nothing, _) => return Ok(()),
+            (Presented::Ambiguous, _) => {
+                tracing::warn!(target: "keycard::security", event = "ambiguous_cookie", "duplicate or oversized session cookie; request treated as anonymous");
+                state.stale_cookie = true;
+                return Ok(());
+            }
+            (Presented::Cookie(value) | Presented::Bearer(value), Backend::Store(store)) => {
+                let Some(id) = SessionId::parse(value) else {
+                    tracing::info!(target: "keycard::security", event = "malformed_session_id", "session ID in the wrong format; request treated as anonymous");
+                    state.stale_cookie = true;
+                    return Ok(());
+                };
+                match timed(&ctx.config, store.load(&id.key())).await {
+                    Ok(Some(record)) => (id, record),
+                    Ok(None) => {
+                        state.stale_cookie = true;
+                        return Ok(());
+                    }
+                    Err(StoreError::Corrupt(reason)) => {
+                        tracing::warn!(target: "keycard::security", event = "corrupt_record", key = ?id.key(), %reason, "stored session could not be decoded; deleted");
+                        state.stale_cookie = true;
+                        state.delete = Some(id);
+                        return Ok(());
+                    }
+                    Err(error) => return Err(error),
+                }
+            }
+            (Presented::Cookie(value), Backend::Cookie { codec, revocations }) => {
+                let opened = match codec.open(&ctx.config.cookie.name, value) {
+                    Ok(opened) => opened,
+                    Err(reason) => {
+                        tracing::warn!(target: "keycard::security", event = "tampered_cookie", %reason, "session cookie rejected");
+                        state.stale_cookie = true;
+                        return Ok(());
+                    }
+                };
+                let Some((id, record)) = decode_cookie_payload(&opened.payload) else {
+                    tracing::warn!(target: "keycard::security", event = "tampered_cookie", reason = "bad payload", "session cookie rejected");
+                    state.stale_cookie = true;
+                    return Ok(());
+                };
+                if is_revoked(&ctx.config, revocations.as_ref(), &id, &record).await? {
+                    tracing::info!(target: "keycard::security", event = "revoked_cookie", key = ?id.key(), "revoked session cookie replayed");
+                    state.stale_cookie = true;
+                    return Ok(());
+                }
+                state.reseal = opened.stale_key;
+                (id, record)
+            }
+            (Presented::Bearer(_), Backend::Cookie { .. }) => return Ok(()),
+        };
+
+        let now = now_millis();
+        if record.is_expired(now) {
+            let reason = if now >= record.absolute_deadline { "absolute" } else { "idle" };
+            tracing::info!(target: "keycard::security", event = "session_expired", key = ?id.key(), timeout = reason, "session expired");
+            state.stale_cookie = true;
+            state.delete = Some(id);
+            return Ok(());
+        }
+        let recorded = ClientDetails { ip: record.ip.clone(), user_agent: record.user_agent.clone() };
+        let mut record = record;
+        if !ctx.binding.allows(&recorded, &self.inner.client) && !self.is_bearer() {
+            match ctx.binding.mode {
+                crate::BindMode::Hard => {
+                    tracing::warn!(target: "keycard::security", event = "binding_mismatch", key = ?id.key(), mode = "hard", "session used from another client; ended");
+                    state.stale_cookie = true;
+                    state.delete = Some(id);
+                    return Ok(());
+                }
+                crate::BindMode::Soft => {
+                    tracing::warn!(target: "keycard::security", event = "binding_mismatch", key = ?id.key(), mode = "soft", "session used from another client; login no longer fresh");
+                    if let Some(Value::Object(auth)) = record.data.get(reserved::AUTH) {
+                        if auth.get("fresh") != Some(&Value::Bool(false)) {
+                            let mut auth = auth.clone();
+                            auth.insert("fresh".into(), Value::Bool(false));
+                            let change = Change::Set { key: reserved::AUTH.into(), value: Value::Object(auth) };
+                            change.apply_to(&mut record.data);
+                            state.changes.push(change);
+                        }
+                    }
+                }
+            }
+        }
+        state.id = Some(id);
+        state.record = Some(record);
+        Ok(())
+    }
+
+    /// Writes the request's changes to the store and says what to do with the
+    /// cookie. Called by the layer once the handler has answered.
+    pub(crate) async fn commit(&self) -> Result<Committed, SessionError> {
+        let mut state = self.inner.state.lock().await;
+        let touched = state.loaded;
+        if let Some(error) = &state.failure {
+            return Err(SessionError::Store(error.clone()));
+        }
+        let ctx = self.inner.ctx.clone();
+        let result = match &ctx.backend {
+            Backend::Store(store) => self.commit_to_store(&mut state, store.as_ref()).await,
+            Backend::Cookie { codec, revocations } => {
+                self.commit_to_cookie(&mut state, codec.as_ref(), revocations.as_ref()).await
+            }
+        };
+        let cookie = match result {
+            Ok(cookie) => cookie,
+            Err(error) => {
+                if let SessionError::Store(store_error) = &error {
+                    state.failure = Some(store_error.clone());
+                }
+                return Err(error);
+            }
+        };
+        let cookie = match (&self.inner.presented, cookie) {
+            // A bearer token is never turned into a cookie, nor cleared by one.
+            (Presented::Bearer(_), _) => CookieAction::Keep,
+            (_, CookieAction::Keep) if state.stale_cookie => CookieAction::Clear,
+            (_, action) => action,
+        };
+        let authenticated = state.record.as_ref().is_some_and(|r| r.user_id.is_some());
+        Ok(Committed { cookie, touched, authenticated })
+    }
+
+    fn pending_update(&self, state: &State, record: &Record, now: UnixMillis) -> Option<Update> {
+        let config = &self.inner.ctx.config;
+        let absolute_deadline = if state.restart_clocks {
+            now.saturating_add(config.absolute_ms())
+        } else {
+            record.absolute_deadline
+        };
+        let dirty = !state.changes.is_empty()
+            || state.user_change.is_some()
+            || state.client_change.is_some()
+            || state.restart_clocks
+            || state.cycle;
+        let touch_due = now.saturating_sub(record.last_seen) >= config.touch_ms();
+        if !dirty && !touch_due {
+            return None;
+        }
+        Some(Update {
+            changes: state.changes.clone(),
+            user_id: state.user_change.clone(),
+            client: state.client_change.clone(),
+            last_seen: now,
+            idle_deadline: now.saturating_add(config.idle_ms()).min(absolute_deadline),
+            absolute_deadline,
+        })
+    }
+
+    async fn commit_to_store(&self, state: &mut State, store: &dyn SessionStore) -> Result<CookieAction, SessionError> {
+        let config = &self.inner.ctx.config;
+        let mut action = CookieAction::Keep;
+        if let Some(old) = state.delete.take() {
+            timed(config, store.delete(&old.key())).await?;
+            action = CookieAction::Clear;
+        }
+        let now = now_millis();
+        let Some(record) = state.record.clone() else { return Ok(action) };
+        let empty = record.data.is_empty() && record.user_id.is_none();
+        match state.id.clone() {
+            None if empty => Ok(action),
+            None => {
+                let mut record = record;
+                if state.restart_clocks {
+                    record = Record { data: record.data, user_id: record.user_id, ip: record.ip, user_agent: record.user_agent, ..Record::new(now, config.idle_ms(), config.absolute_ms()) };
+                }
+                for _ in 0..3 {
+                    let id = SessionId::generate()?;
+                    match timed_create(config, store.create(&id.key(), &record)).await {
+                        Ok(()) => {
+                            state.id = Some(id.clone());
+                            return Ok(CookieAction::Set(id.to_string()));
+                        }
+                        Err(CreateError::DuplicateKey) => continue,
+                        Err(CreateError::Store(error)) => return Err(error.into()),
+                    }
+                }
+                Err(StoreError::Unavailable("could not allocate a unique session ID".into()).into())
+            }
+            Some(id) if empty && !state.cycle => {
+                // Everything was removed: an empty session is not kept.
+                timed(config, store.delete(&id.key())).await?;
+                state.id = None;
+                Ok(CookieAction::Clear)
+            }
+            Some(id) => {
+                let Some(update) = self.pending_update(state, &record, now) else { return Ok(action) };
+                if state.cycle {
+                    for _ in 0..3 {
+                        let new_id = SessionId::generate()?;
+                        match timed_create(config, store.cycle(&id.key(), &new_id.key(), &update)).await {
+                            Ok(ApplyOutcome::Applied) => {
+                                state.id = Some(new_id.clone());
+                                return Ok(CookieAction::Set(new_id.to_string()));
+                            }
+                            Ok(ApplyOutcome::Gone) => return Ok(CookieAction::Clear),
+                            Err(CreateError::DuplicateKey) => continue,
+                            Err(CreateError::Store(error)) => return Err(error.into()),
+                        }
+                    }
+                    return Err(StoreError::Unavailable("could not allocate a unique session ID".into()).into());
+                }
+                match timed(config, store.apply(&id.key(), &update)).await? {
+                    ApplyOutcome::Applied => Ok(match config.cookie.max_age {
+                        Some(_) => CookieAction::Set(id.to_string()),
+                        None => action,
+                    }),
+                    // Destroyed by a concurrent request (logout elsewhere): it stays dead.
+                    ApplyOutcome::Gone => Ok(CookieAction::Clear),
+                }
+            }
+        }
+    }
+
+    async fn commit_to_cookie(
+        &self,
+        state: &mut State,
+        codec: &dyn CookieCodec,
+        revocations: &dyn SessionStore,
+    ) -> Result<CookieAction, SessionError> {
+        let config = &self.inner.ctx.config;
+        let mut action = CookieAction::Keep;
+        if let Some(old) = state.delete.take() {
+            revoke_cookie_session(config, revocations, &old, state.record.as_ref()).await?;
+            action = CookieAction::Clear;
+        }
+        let now = now_millis();
+        let Some(mut record) = state.record.clone() else { return Ok(action) };
+        if record.data.is_empty() && record.user_id.is_none() {
+            if let Some(id) = state.id.take() {
+                revoke_cookie_session(config, revocations, &id, Some(&record)).await?;
+                return Ok(CookieAction::Clear);
+            }
+            return Ok(action);
+        }
+        let id = match (&state.id, state.cycle) {
+            (Some(id), false) => {
+                match self.pending_update(state, &record, now) {
+                    Some(update) => record.apply(&update),
+                    None if state.reseal => {}
+                    None => return Ok(action),
+                }
+                id.clone()
+            }
+            (old, _) => {
+                if let (Some(old), true) = (old, state.cycle) {
+                    // The pre-rotation cookie must not be replayable.
+                    revoke_cookie_session(config, revocations, old, Some(&record)).await?;
+                }
+                if let Some(update) = self.pending_update(state, &record, now) {
+                    record.apply(&update);
+                }
+                if state.id.is_none() && state.restart_clocks {
+                    record.created_at = now;
+                }
+                SessionId::generate()?
+            }
+        };
+        let payload = encode_cookie_payload(&id, &record);
+        let value = codec.seal(&config.cookie.name, &payload).map_err(|e| match e {
+            crate::CodecError::TooLarge(size) => SessionError::CookieTooLarge { size },
+            _ => SessionError::CookieTooLarge { size: payload.len() },
+        })?;
+        let size = config.cookie.set_cookie(&value).len();
+        if size > 4096 {
+            tracing::error!(target: "keycard", event = "cookie_too_large", size, "sealed session cookie over 4096 bytes; not sent");
+            return Err(SessionError::CookieTooLarge { size });
+        }
+        state.id = Some(id);
+        Ok(CookieAction::Set(value))
+    }
+}
+
+fn check_key(key: &str) -> Result<(), SessionError> {
+    if reserved::is_reserved(key) {
+        return Err(SessionError::ReservedKey(key.to_owned()));
+    }
+    Ok(())
+}
+
+fn push_change(state: &mut State, change: Change) {
+    if let Some(record) = &mut state.record {
+        change.apply_to(&mut record.data);
+    }
+    state.changes.push(change);
+}
+
+pub(crate) async fn timed<T>(
+    config: &SessionConfig,
+    call: impl Future<Output = Result<T, StoreError>>,
+) -> Result<T, StoreError> {
+    match tokio::time::timeout(config.store_timeout, call).await {
+        Ok(result) => result,
+        Err(_) => {
+            tracing::warn!(target: "keycard", event = "store_timeout", "session store call timed out");
+            Err(StoreError::Timeout)
+        }
+    }
+}
+
+async fn timed_create<T>(
+    config: &SessionConfig,
+    call: impl Future<Output = Result<T, CreateError>>,
+) -> Result<T, CreateError> {
+    match tokio::time::timeout(config.store_timeout, call).await {
+        Ok(result) => result,
+        Err(_) => Err(CreateError::Store(StoreError::Timeout)),
+    }
+}
+
+fn encode_cookie_payload(id: &SessionId, record: &Record) -> Vec<u8> {
+    let mut out = Vec::with_capacity(128);
+    out.push(COOKIE_FORMAT_VERSION);
+    out.extend_from_slice(id.as_bytes());
+    out.extend_from_slice(&record.encode());
+    out
+}
+
+fn decode_cookie_payload(payload: &[u8]) -> Option<(SessionId, Record)> {
+    let (&version, rest) = payload.split_first()?;
+    if version != COOKIE_FORMAT_VERSION || rest.len() < crate::id::ID_BYTES {
+        return None;
+    }
+    let (id, record) = rest.split_at(crate::id::ID_BYTES);
+    let id = SessionId::from_bytes(id.try_into().ok()?);
+    Some((id, Record::decode(record).ok()?))
+}
+
+/// The deny-list entry that marks a client-side session as ended.
+pub(crate) fn revocation_key(id: &SessionId) -> SessionKey {
+    SessionKey::derive("revoked", &id.key().to_hex())
+}
+
+/// The record holding a user's "not before" time: client-side sessions whose
+/// login is older are void (log out everywhere, password change).
+pub(crate) fn not_before_key(user_id: &str) -> SessionKey {
+    SessionKey::derive("not-before", user_id)
+}
+
+async fn is_revoked(
+    config: &SessionConfig,
+    revocations: &dyn SessionStore,
+    id: &SessionId,
+    record: &Record,
+) -> Result<bool, StoreError> {
+    if timed(config, revocations.load(&revocation_key(id))).await?.is_some_and(|r| !r.is_expired(now_millis())) {
+        return Ok(true);
+    }
+    let Some(user) = &record.user_id else { return Ok(false) };
+    let Some(marker) = timed(config, revocations.load(&not_before_key(user))).await? else { return Ok(false) };
+    let not_before = marker.data.get("not_before").and_then(Value::as_i64).unwrap_or(0);
+    let login_at = record
+        .data
+        .get(reserved::AUTH)
+        .and_then(|a| a.get("login_at"))
+        .and_then(Value::as_i64)
+        .unwrap_or(record.created_at);
+    Ok(login_at < not_before)
+}
+
+async fn revoke_cookie_session(
+    config: &SessionConfig,
+    revocations: &dyn SessionStore,
+    id: &SessionId,
+    record: Option<&Record>,
+) -> Result<(), StoreError> {
+    let now = now_millis();
+    // Kept until the cookie could no longer be accepted anyway.
+    let until = record.map_or(now.saturating_add(config.absolute_ms()), |r| r.absolute_deadline);
+    let mut entry = Record::new(now, until - now, until - now);
+    entry.data.insert(reserved::KIND.into(), Value::from("revoked"));
+    match timed_create(config, revocations.create(&revocation_key(id), &entry)).await {
+        Ok(()) | Err(CreateError::DuplicateKey) => Ok(()),
+        Err(CreateError::Store(error)) => Err(error),
+    }
+}
+
+/// Records a per-user "not before" time in the revocation store: every
+/// client-side session of the user logged in earlier is void from now on.
+pub(crate) async fn set_not_before(
+    config: &SessionConfig,
+    revocations: &dyn SessionStore,
+    user_id: &str,
+    at: UnixMillis,
+) -> Result<(), StoreError> {
+    let key = not_before_key(user_id);
+    let lifetime = config.absolute_ms().max(30 * 24 * 3600 * 1000);
+    let mut marker = Record::new(at, lifetime, lifetime);
+    marker.data = Map::from_iter([
+        (reserved::KIND.to_owned(), Value::from("not-before")),
+        ("not_before".to_owned(), Value::from(at)),
+    ]);
+    match timed_create(config, revocations.create(&key, &marker)).await {
+        Ok(()) => Ok(()),
+        Err(CreateError::DuplicateKey) => {
+            let update = Update {
+                changes: vec![Change::Set { key: "not_before".into(), value: Value::from(at) }],
+                user_id: None,
+                client: None,
+                last_seen: at,
+                idle_deadline: at.saturating_add(lifetime),
+                absolute_deadline: at.saturating_add(lifetime),
+            };
+            timed(config, revocations.apply(&key, &update)).await.map(|_| ())
+        }
+        Err(CreateError::Store(error)) => Err(error),
+    }
+}

@@ -1,0 +1,147 @@
+//! The contract between the session layer and a place that keeps records.
+//!
+//! Every store (memory, SQLite, Redis, PostgreSQL, ...) implements
+//! [`SessionStore`]; the conformance kit (`keycard::testing`, feature
+//! `testing`) is the executable definition of what each method must do.
+
+use crate::{ApplyOutcome, Record, SessionKey, SessionSummary, Update, UnixMillis};
+use async_trait::async_trait;
+
+mod memory;
+pub use memory::MemoryStore;
+use std::sync::Arc;
+
+/// A store failure. The session layer answers 503 on any of these: it never
+/// falls back to an anonymous session, which would log a user out (or worse,
+/// hand them someone else's state) because a server hiccuped.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum StoreError {
+    /// The store could not be reached, or refused the operation.
+    #[error("session store unavailable: {0}")]
+    Unavailable(String),
+    /// The store did not answer within the configured time.
+    #[error("session store timed out")]
+    Timeout,
+    /// A stored record could not be decoded. The layer treats the session as
+    /// absent (and deletes it), since retrying cannot help.
+    #[error("corrupt session record: {0}")]
+    Corrupt(String),
+}
+
+/// Why [`SessionStore::create`] (or [`SessionStore::cycle`]) did not create a record.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum CreateError {
+    /// A record already exists under that key. With 256-bit random IDs this
+    /// means a broken random generator; the layer retries with a fresh ID.
+    #[error("a session with this key already exists")]
+    DuplicateKey,
+    /// The store failed.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+/// An asynchronous place to keep session records.
+///
+/// Records are filed by [`SessionKey`] (the hash of the session ID); a store
+/// never sees a live ID. A store may forget a record once it is past
+/// [`Record::expires_at`]; the layer checks the deadlines on every load anyway.
+#[async_trait]
+pub trait SessionStore: Send + Sync + 'static {
+    /// Loads a record. `Ok(None)` when there is none; an expired record may be
+    /// returned or not (the layer rejects it either way).
+    async fn load(&self, key: &SessionKey) -> Result<Option<Record>, StoreError>;
+
+    /// Creates a record; fails with [`CreateError::DuplicateKey`] if the key exists.
+    async fn create(&self, key: &SessionKey, record: &Record) -> Result<(), CreateError>;
+
+    /// Applies an update atomically: every change in order, then the new
+    /// deadlines. Returns [`ApplyOutcome::Gone`] without writing anything when
+    /// the record does not exist: a deleted session is never brought back.
+    async fn apply(&self, key: &SessionKey, update: &Update) -> Result<ApplyOutcome, StoreError>;
+
+    /// Moves the record from `old` to `new` (ID rotation) and applies `update`,
+    /// as one step where the store allows it. `Gone` when `old` does not exist.
+    async fn cycle(
+        &self,
+        old: &SessionKey,
+        new: &SessionKey,
+        update: &Update,
+    ) -> Result<ApplyOutcome, CreateError>;
+
+    /// Deletes a record; deleting a missing record is not an error.
+    async fn delete(&self, key: &SessionKey) -> Result<(), StoreError>;
+
+    /// Every unexpired record of a user (sessions, remember-me series, tokens).
+    async fn list_for_user(&self, user_id: &str) -> Result<Vec<SessionSummary>, StoreError>;
+
+    /// Deletes every record of a user but `except`; returns how many went.
+    async fn delete_for_user(
+        &self,
+        user_id: &str,
+        except: Option<&SessionKey>,
+    ) -> Result<u64, StoreError>;
+
+    /// Deletes records expired at `now`, at most `limit` of them; returns how
+    /// many went. Stores that expire natively may return 0.
+    async fn sweep(&self, now: UnixMillis, limit: usize) -> Result<u64, StoreError>;
+
+    /// Lists up to `limit` unexpired records with keys greater than `after`,
+    /// in key order: for administration (the `keycard sessions` command).
+    async fn list_all(
+        &self,
+        after: Option<&SessionKey>,
+        limit: usize,
+    ) -> Result<Vec<SessionSummary>, StoreError>;
+
+    /// Checks that the store answers (for health checks).
+    async fn ping(&self) -> Result<(), StoreError>;
+}
+
+#[async_trait]
+impl<S: SessionStore + ?Sized> SessionStore for Arc<S> {
+    async fn load(&self, key: &SessionKey) -> Result<Option<Record>, StoreError> {
+        (**self).load(key).await
+    }
+    async fn create(&self, key: &SessionKey, record: &Record) -> Result<(), CreateError> {
+        (**self).create(key, record).await
+    }
+    async fn apply(&self, key: &SessionKey, update: &Update) -> Result<ApplyOutcome, StoreError> {
+        (**self).apply(key, update).await
+    }
+    async fn cycle(
+        &self,
+        old: &SessionKey,
+        new: &SessionKey,
+        update: &Update,
+    ) -> Result<ApplyOutcome, CreateError> {
+        (**self).cycle(old, new, update).await
+    }
+    async fn delete(&self, key: &SessionKey) -> Result<(), StoreError> {
+        (**self).delete(key).await
+    }
+    async fn list_for_user(&self, user_id: &str) -> Result<Vec<SessionSummary>, StoreError> {
+        (**self).list_for_user(user_id).await
+    }
+    async fn delete_for_user(
+        &self,
+        user_id: &str,
+        except: Option<&SessionKey>,
+    ) -> Result<u64, StoreError> {
+        (**self).delete_for_user(user_id, except).await
+    }
+    async fn sweep(&self, now: UnixMillis, limit: usize) -> Result<u64, StoreError> {
+        (**self).sweep(now, limit).await
+    }
+    async fn list_all(
+        &self,
+        after: Option<&SessionKey>,
+        limit: usize,
+    ) -> Result<Vec<SessionSummary>, StoreError> {
+        (**self).list_all(after, limit).await
+    }
+    async fn ping(&self) -> Result<(), StoreError> {
+        (**self).ping().await
+    }
+}

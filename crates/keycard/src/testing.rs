@@ -1,0 +1,421 @@
+//! The store conformance kit: the executable definition of [`SessionStore`].
+//!
+//! Every store crate runs the whole kit against a real server with one macro:
+//!
+//! ```ignore
+//! keycard::conformance_tests!(async { MyStore::connect(url).await.unwrap() });
+//! ```
+//!
+//! which expands to one `#[tokio::test]` per check. Each check uses fresh random
+//! keys and user IDs, so the kit may run against a shared server, in parallel.
+
+use crate::{
+    now_millis, ApplyOutcome, Change, ClientDetails, CreateError, Record, SessionId, SessionKey,
+    SessionStore, Update,
+};
+use serde_json::{json, Value};
+use std::sync::Arc;
+use std::time::Duration;
+
+/// Generates one `#[tokio::test]` per conformance check, each with a store
+/// built by `$make` (an `async` block yielding a [`SessionStore`]).
+#[macro_export]
+macro_rules! conformance_tests {
+    ($make:expr) => {
+        $crate::conformance_tests!(@each $make;
+            create_then_load, create_duplicate_fails, load_missing_is_none,
+            apply_changes_in_order, apply_to_missing_is_gone, apply_moves_deadlines,
+            apply_sets_user_and_client, cycle_moves_record, cycle_missing_is_gone,
+            delete_is_final, destroy_beats_late_write, list_and_delete_for_user,
+            user_index_follows_changes, expired_records_are_not_served, sweep_removes_expired,
+            concurrent_distinct_keys_all_kept, concurrent_increments_all_kept,
+            values_round_trip, list_all_pages, ping_answers);
+    };
+    (@each $make:expr; $($check:ident),*) => {
+        $(
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn $check() {
+                let store = std::sync::Arc::new($make.await);
+                $crate::testing::$check(store).await;
+            }
+        )*
+    };
+}
+
+/// A fresh key nobody else uses.
+pub fn fresh_key() -> SessionKey {
+    SessionId::generate().map(|id| id.key()).unwrap_or_else(|_| SessionKey::derive("test", "fallback"))
+}
+
+/// A fresh user ID nobody else uses.
+pub fn fresh_user() -> String {
+    format!("user-{}", &fresh_key().to_hex()[..16])
+}
+
+fn record_with(data: Value) -> Record {
+    let mut record = Record::new(now_millis(), 60_000, 3_600_000);
+    if let Value::Object(map) = data {
+        record.data = map;
+    }
+    record
+}
+
+fn touch(record: &Record, changes: Vec<Change>) -> Update {
+    let now = now_millis();
+    Update {
+        changes,
+        user_id: None,
+        client: None,
+        last_seen: now,
+        idle_deadline: now + 60_000,
+        absolute_deadline: record.absolute_deadline,
+    }
+}
+
+/// A created record loads back equal.
+pub async fn create_then_load(store: Arc<impl SessionStore>) {
+    let key = fresh_key();
+    let mut record = record_with(json!({"theme": "dark", "n": 1}));
+    record.ip = Some("127.0.0.1".into());
+    record.user_agent = Some("kit/1.0".into());
+    store.create(&key, &record).await.unwrap();
+    assert_eq!(store.load(&key).await.unwrap(), Some(record));
+}
+
+/// Creating over an existing key fails and changes nothing.
+pub async fn create_duplicate_fails(store: Arc<impl SessionStore>) {
+    let key = fresh_key();
+    let first = record_with(json!({"who": "first"}));
+    store.create(&key, &first).await.unwrap();
+    let second = record_with(json!({"who": "second"}));
+    assert!(matches!(store.create(&key, &second).await, Err(CreateError::DuplicateKey)));
+    assert_eq!(store.load(&key).await.unwrap(), Some(first));
+}
+
+/// A key never created loads as `None`.
+pub async fn load_missing_is_none(store: Arc<impl SessionStore>) {
+    assert_eq!(store.load(&fresh_key()).await.unwrap(), None);
+}
+
+/// Set, remove, clear and increment apply in order, exactly like [`Record::apply`].
+pub async fn apply_changes_in_order(store: Arc<impl SessionStore>) {
+    let key = fresh_key();
+    let mut expected = record_with(json!({"a": 1, "b": 2, "c": "three"}));
+    store.create(&key, &expected).await.unwrap();
+    let update = touch(
+        &expected,
+        vec![
+            Change::Set { key: "a".into(), value: json!({"nested": [1, 2]}) },
+            Change::Remove { key: "b".into() },
+            Change::Increment { key: "n".into(), by: 5 },
+            Change::Increment { key: "n".into(), by: -2 },
+            Change::Increment { key: "c".into(), by: 1 },
+        ],
+    );
+    assert_eq!(store.apply(&key, &update).await.unwrap(), ApplyOutcome::Applied);
+    expected.apply(&update);
+    assert_eq!(store.load(&key).await.unwrap(), Some(expected.clone()));
+    assert_eq!(expected.data["n"], json!(3));
+
+    let update = touch(&expected, vec![Change::Clear, Change::Set { key: "z".into(), value: json!(true) }]);
+    store.apply(&key, &update).await.unwrap();
+    expected.apply(&update);
+    let loaded = store.load(&key).await.unwrap().unwrap();
+    assert_eq!(loaded.data, expected.data);
+    assert_eq!(loaded.data.len(), 1);
+}
+
+/// Applying to a missing record reports `Gone` and does not create it.
+pub async fn apply_to_missing_is_gone(store: Arc<impl SessionStore>) {
+    let key = fresh_key();
+    let record = record_with(json!({}));
+    let update = touch(&record, vec![Change::Set { key: "x".into(), value: json!(1) }]);
+    assert_eq!(store.apply(&key, &update).await.unwrap(), ApplyOutcome::Gone);
+    assert_eq!(store.load(&key).await.unwrap(), None);
+}
+
+/// A touch (no data changes) moves the deadlines and last-seen time.
+pub async fn apply_moves_deadlines(store: Arc<impl SessionStore>) {
+    let key = fresh_key();
+    let record = record_with(json!({"k": "v"}));
+    store.create(&key, &record).await.unwrap();
+    let mut update = touch(&record, vec![]);
+    update.last_seen = record.last_seen + 1_000;
+    update.idle_deadline = record.idle_deadline + 1_000;
+    store.apply(&key, &update).await.unwrap();
+    let loaded = store.load(&key).await.unwrap().unwrap();
+    assert_eq!(loaded.last_seen, update.last_seen);
+    assert_eq!(loaded.idle_deadline, update.idle_deadline);
+    assert_eq!(loaded.data, record.data);
+}
+
+/// An update can set and clear the user and record client details.
+pub async fn apply_sets_user_and_client(store: Arc<impl SessionStore>) {
+    let key = fresh_key();
+    let record = record_with(json!({}));
+    store.create(&key, &record).await.unwrap();
+    let user = fresh_user();
+    let mut update = touch(&record, vec![]);
+    update.user_id = Some(Some(user.clone()));
+    update.client = Some(ClientDetails { ip: Some("10.1.2.3".into()), user_agent: Some("UA é".into()) });
+    store.apply(&key, &update).await.unwrap();
+    let loaded = store.load(&key).await.unwrap().unwrap();
+    assert_eq!(loaded.user_id.as_deref(), Some(user.as_str()));
+    assert_eq!(loaded.ip.as_deref(), Some("10.1.2.3"));
+    assert_eq!(loaded.user_agent.as_deref(), Some("UA é"));
+    let mut update = touch(&loaded, vec![]);
+    update.user_id = Some(None);
+    store.apply(&key, &update).await.unwrap();
+    assert_eq!(store.load(&key).await.unwrap().unwrap().user_id, None);
+    assert!(store.list_for_user(&user).await.unwrap().is_empty());
+}
+
+/// Cycling moves the data to the new key, applies the update, and kills the old key.
+pub async fn cycle_moves_record(store: Arc<impl SessionStore>) {
+    let (old, new) = (fresh_key(), fresh_key());
+    let record = record_with(json!({"cart": [1, 2, 3]}));
+    store.create(&old, &record).await.unwrap();
+    let user = fresh_user();
+    let mut update = touch(&record, vec![Change::Set { key: "step".into(), value: json!(2) }]);
+    update.user_id = Some(Some(user.clone()));
+    assert_eq!(store.cycle(&old, &new, &update).await.unwrap(), ApplyOutcome::Applied);
+    assert_eq!(store.load(&old).await.unwrap(), None);
+    let loaded = store.load(&new).await.unwrap().unwrap();
+    assert_eq!(loaded.data["cart"], json!([1, 2, 3]));
+    assert_eq!(loaded.data["step"], json!(2));
+    assert_eq!(loaded.created_at, record.created_at);
+    let listed = store.list_for_user(&user).await.unwrap();
+    assert_eq!(listed.iter().map(|s| s.key).collect::<Vec<_>>(), vec![new]);
+    // A write aimed at the old key after the rotation finds it gone.
+    let late = touch(&record, vec![Change::Set { key: "late".into(), value: json!(1) }]);
+    assert_eq!(store.apply(&old, &late).await.unwrap(), ApplyOutcome::Gone);
+    assert_eq!(store.load(&old).await.unwrap(), None);
+}
+
+/// Cycling a missing record reports `Gone` and creates nothing.
+pub async fn cycle_missing_is_gone(store: Arc<impl SessionStore>) {
+    let (old, new) = (fresh_key(), fresh_key());
+    let record = record_with(json!({}));
+    let outcome = store.cycle(&old, &new, &touch(&record, vec![])).await.unwrap();
+    assert_eq!(outcome, ApplyOutcome::Gone);
+    assert_eq!(store.load(&new).await.unwrap(), None);
+}
+
+/// Delete removes the record; deleting again is fine.
+pub async fn delete_is_final(store: Arc<impl SessionStore>) {
+    let key = fresh_key();
+    store.create(&key, &record_with(json!({"a": 1}))).await.unwrap();
+    store.delete(&key).await.unwrap();
+    assert_eq!(store.load(&key).await.unwrap(), None);
+    store.delete(&key).await.unwrap();
+}
+
+/// A slower request that writes after a destroy must not bring the session back,
+/// even when many race.
+pub async fn destroy_beats_late_write(store: Arc<impl SessionStore>) {
+    let key = fresh_key();
+    let record = record_with(json!({"a": 1}));
+    store.create(&key, &record).await.unwrap();
+    let mut writers = Vec::new();
+    for i in 0..20 {
+        let writer = store.clone();
+        let update = touch(&record, vec![Change::Set { key: format!("k{i}"), value: json!(i) }]);
+        writers.push(tokio::spawn(async move { writer.apply(&key, &update).await.map(|_| ()) }));
+        if i == 10 {
+            store.delete(&key).await.unwrap();
+        }
+    }
+    for writer in writers {
+        writer.await.unwrap().unwrap();
+    }
+    let update = touch(&record, vec![Change::Set { key: "after".into(), value: json!(1) }]);
+    assert_eq!(store.apply(&key, &update).await.unwrap(), ApplyOutcome::Gone);
+    assert_eq!(store.load(&key).await.unwrap(), None);
+}
+
+/// A user's records are listed, and deleted all at once but for one.
+pub async fn list_and_delete_for_user(store: Arc<impl SessionStore>) {
+    let (user, other) = (fresh_user(), fresh_user());
+    let mut keys = Vec::new();
+    for i in 0..3 {
+        let key = fresh_key();
+        let mut record = record_with(json!({"i": i}));
+        record.user_id = Some(user.clone());
+        record.ip = Some(format!("127.0.0.{i}"));
+        store.create(&key, &record).await.unwrap();
+        keys.push(key);
+    }
+    let other_key = fresh_key();
+    let mut record = record_with(json!({}));
+    record.user_id = Some(other.clone());
+    store.create(&other_key, &record).await.unwrap();
+
+    let mut listed: Vec<_> = store.list_for_user(&user).await.unwrap().into_iter().map(|s| s.key).collect();
+    listed.sort();
+    let mut expected = keys.clone();
+    expected.sort();
+    assert_eq!(listed, expected);
+
+    assert_eq!(store.delete_for_user(&user, Some(&keys[0])).await.unwrap(), 2);
+    assert!(store.load(&keys[0]).await.unwrap().is_some());
+    assert!(store.load(&keys[1]).await.unwrap().is_none());
+    assert!(store.load(&keys[2]).await.unwrap().is_none());
+    assert!(store.load(&other_key).await.unwrap().is_some());
+    assert_eq!(store.delete_for_user(&user, None).await.unwrap(), 1);
+    assert!(store.list_for_user(&user).await.unwrap().is_empty());
+    assert_eq!(store.list_for_user(&other).await.unwrap().len(), 1);
+}
+
+/// The per-user index follows deletes and user changes.
+pub async fn user_index_follows_changes(store: Arc<impl SessionStore>) {
+    let (user, next) = (fresh_user(), fresh_user());
+    let key = fresh_key();
+    let mut record = record_with(json!({}));
+    record.user_id = Some(user.clone());
+    store.create(&key, &record).await.unwrap();
+    let mut update = touch(&record, vec![]);
+    update.user_id = Some(Some(next.clone()));
+    store.apply(&key, &update).await.unwrap();
+    assert!(store.list_for_user(&user).await.unwrap().is_empty());
+    assert_eq!(store.list_for_user(&next).await.unwrap().len(), 1);
+    store.delete(&key).await.unwrap();
+    assert!(store.list_for_user(&next).await.unwrap().is_empty());
+}
+
+/// A record past its deadline is never served as live (it may be returned
+/// expired, for the layer to reject, or not at all), nor listed.
+pub async fn expired_records_are_not_served(store: Arc<impl SessionStore>) {
+    let user = fresh_user();
+    let key = fresh_key();
+    let now = now_millis();
+    let mut record = Record::new(now, 1_000, 3_600_000);
+    record.user_id = Some(user.clone());
+    store.create(&key, &record).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(1_300)).await;
+    if let Some(found) = store.load(&key).await.unwrap() {
+        assert!(found.is_expired(now_millis()));
+    }
+    assert!(store.list_for_user(&user).await.unwrap().is_empty());
+}
+
+/// A sweep removes expired records and keeps live ones.
+pub async fn sweep_removes_expired(store: Arc<impl SessionStore>) {
+    let now = now_millis();
+    let (dead, live) = (fresh_key(), fresh_key());
+    store.create(&dead, &Record::new(now - 10_000, 1_000, 3_600_000)).await.unwrap();
+    store.create(&live, &Record::new(now, 60_000, 3_600_000)).await.unwrap();
+    let mut total = 0;
+    loop {
+        let swept = store.sweep(now_millis(), 1_000).await.unwrap();
+        total += swept;
+        if swept < 1_000 {
+            break;
+        }
+    }
+    let _ = total;
+    assert!(store.load(&dead).await.unwrap().is_none_or(|r| r.is_expired(now_millis())));
+    assert!(store.load(&live).await.unwrap().is_some());
+}
+
+/// 100 concurrent requests writing distinct keys on one session lose nothing.
+pub async fn concurrent_distinct_keys_all_kept(store: Arc<impl SessionStore>) {
+    let key = fresh_key();
+    let record = record_with(json!({}));
+    store.create(&key, &record).await.unwrap();
+    let tasks: Vec<_> = (0..100)
+        .map(|i| {
+            let store = store.clone();
+            let update = touch(&record, vec![Change::Set { key: format!("k{i}"), value: json!(i) }]);
+            tokio::spawn(async move { store.apply(&key, &update).await })
+        })
+        .collect();
+    for task in tasks {
+        assert_eq!(task.await.unwrap().unwrap(), ApplyOutcome::Applied);
+    }
+    let loaded = store.load(&key).await.unwrap().unwrap();
+    for i in 0..100 {
+        assert_eq!(loaded.data.get(&format!("k{i}")), Some(&json!(i)), "k{i} lost");
+    }
+}
+
+/// 32 concurrent writers each incrementing one counter 10 times lose nothing.
+pub async fn concurrent_increments_all_kept(store: Arc<impl SessionStore>) {
+    let key = fresh_key();
+    let record = record_with(json!({"n": 0}));
+    store.create(&key, &record).await.unwrap();
+    let tasks: Vec<_> = (0..32)
+        .map(|_| {
+            let store = store.clone();
+            let update = touch(&record, vec![Change::Increment { key: "n".into(), by: 1 }]);
+            tokio::spawn(async move {
+                for _ in 0..10 {
+                    store.apply(&key, &update).await.unwrap();
+                }
+            })
+        })
+        .collect();
+    for task in tasks {
+        task.await.unwrap();
+    }
+    let loaded = store.load(&key).await.unwrap().unwrap();
+    assert_eq!(loaded.data["n"], json!(320));
+}
+
+/// JSON values of every shape survive the store unchanged.
+pub async fn values_round_trip(store: Arc<impl SessionStore>) {
+    let key = fresh_key();
+    let data = json!({
+        "unicode": "naïve ☃ 日本 \u{0}",
+        "quotes": "'\"\\ --; DROP TABLE sessions",
+        "big": i64::MAX,
+        "neg": -42,
+        "float": 1.5,
+        "null": null,
+        "list": [1, "two", {"three": 3}],
+        "key with spaces and . dots": true,
+    });
+    let record = record_with(data.clone());
+    store.create(&key, &record).await.unwrap();
+    let update = touch(&record, vec![Change::Set { key: "ünï".into(), value: json!({"deep": [[]]}) }]);
+    store.apply(&key, &update).await.unwrap();
+    let loaded = store.load(&key).await.unwrap().unwrap();
+    for (k, v) in data.as_object().unwrap() {
+        assert_eq!(loaded.data.get(k), Some(v), "value of {k:?}");
+    }
+    assert_eq!(loaded.data["ünï"], json!({"deep": [[]]}));
+}
+
+/// `list_all` pages through records in key order.
+pub async fn list_all_pages(store: Arc<impl SessionStore>) {
+    let mut mine = Vec::new();
+    for _ in 0..5 {
+        let key = fresh_key();
+        store.create(&key, &record_with(json!({}))).await.unwrap();
+        mine.push(key);
+    }
+    let mut seen = Vec::new();
+    let mut after: Option<SessionKey> = None;
+    loop {
+        let page = store.list_all(after.as_ref(), 7).await.unwrap();
+        assert!(page.len() <= 7);
+        for pair in page.windows(2) {
+            assert!(pair[0].key < pair[1].key, "pages must be in key order");
+        }
+        if let (Some(prev), Some(first)) = (after, page.first()) {
+            assert!(prev < first.key);
+        }
+        seen.extend(page.iter().map(|s| s.key));
+        match page.last() {
+            Some(last) if page.len() == 7 => after = Some(last.key),
+            _ => break,
+        }
+    }
+    for key in &mine {
+        assert!(seen.contains(key), "list_all missed a record");
+    }
+}
+
+/// A working store answers a ping.
+pub async fn ping_answers(store: Arc<impl SessionStore>) {
+    store.ping().await.unwrap();
+}
