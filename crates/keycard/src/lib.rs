@@ -25,9 +25,11 @@
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
+pub mod auth;
 pub mod client;
 pub mod codec;
 mod config;
+pub mod csrf;
 pub mod cookie_header;
 mod error;
 #[cfg(feature = "axum")]
@@ -38,11 +40,13 @@ pub mod reserved;
 mod service;
 mod session;
 mod store;
+pub mod transport;
 #[cfg(feature = "testing")]
 pub mod testing;
 
 pub use client::{BindIp, BindMode, Binding, ClientAddrResolver, PeerAddr};
 pub use codec::{CodecError, CookieCodec, Opened};
+pub use codec::{FlaskCodec, FlaskSession, FlaskValue, KeyRing, KeyRingError, SealedCodec, SignedCodec};
 pub use config::{parse_duration, CookieConfig, SameSite, SessionConfig};
 pub use error::SessionError;
 #[cfg(feature = "axum")]

@@ -94,6 +94,8 @@ struct State {
     stale_cookie: bool,
     /// Cookie mode: the cookie was sealed with an older key.
     reseal: bool,
+    /// The request was refused (CSRF): write nothing, set no cookie.
+    abandoned: bool,
 }
 
 /// What the layer must do with the cookie after the handler.
@@ -295,6 +297,12 @@ impl Session {
         Ok(())
     }
 
+    /// Drops every change this request made: nothing is written and no cookie
+    /// is set or cleared (a refused request must change nothing).
+    pub(crate) async fn abandon(&self) {
+        self.inner.state.lock().await.abandoned = true;
+    }
+
     /// Sets a reserved value (for keycard's own modules).
     pub(crate) async fn set_reserved(&self, key: &str, value: Value) -> Result<(), SessionError> {
         self.change(Change::Set { key: key.to_owned(), value }).await
@@ -431,6 +439,9 @@ impl Session {
     pub(crate) async fn commit(&self) -> Result<Committed, SessionError> {
         let mut state = self.inner.state.lock().await;
         let touched = state.loaded;
+        if state.abandoned {
+            return Ok(Committed { cookie: CookieAction::Keep, touched, authenticated: false });
+        }
         if let Some(error) = &state.failure {
             return Err(SessionError::Store(error.clone()));
         }
@@ -476,12 +487,18 @@ impl Session {
         if !dirty && !touch_due {
             return None;
         }
+        // API tokens have a lifetime of their own, not the browser idle timeout.
+        let idle_deadline = if self.is_bearer() {
+            record.idle_deadline
+        } else {
+            now.saturating_add(config.idle_ms()).min(absolute_deadline)
+        };
         Some(Update {
             changes: state.changes.clone(),
             user_id: state.user_change.clone(),
             client: state.client_change.clone(),
             last_seen: now,
-            idle_deadline: now.saturating_add(config.idle_ms()).min(absolute_deadline),
+            idle_deadline,
             absolute_deadline,
         })
     }
@@ -637,7 +654,7 @@ pub(crate) async fn timed<T>(
     }
 }
 
-async fn timed_create<T>(
+pub(crate) async fn timed_create<T>(
     config: &SessionConfig,
     call: impl Future<Output = Result<T, CreateError>>,
 ) -> Result<T, CreateError> {

@@ -42,3 +42,51 @@ pub trait CookieCodec: Send + Sync + 'static {
     /// Decodes and authenticates the value of the cookie `name`.
     fn open(&self, name: &str, value: &str) -> Result<Opened, CodecError>;
 }
+
+pub mod flask;
+pub mod keyring;
+pub mod sealed;
+pub mod signed;
+
+pub use flask::{FlaskCodec, FlaskSession, FlaskValue, HttpDate};
+pub use keyring::{DerivedKey, KeyRing, KeyRingError};
+pub use sealed::SealedCodec;
+pub use signed::SignedCodec;
+
+/// The largest cookie, name, value and attributes together, that browsers
+/// must store (RFC 6265 §6.1; RFC 6265bis keeps it): keycard refuses to make a
+/// larger one rather than let the browser drop or truncate it.
+///
+/// ```
+/// assert_eq!(keycard::codec::MAX_COOKIE_SIZE, 4096);
+/// ```
+pub const MAX_COOKIE_SIZE: usize = 4096;
+
+/// Bytes set aside for a cookie's attributes (`Path=/; Secure; HttpOnly;
+/// SameSite=Lax; Max-Age=...`) when checking a value against
+/// [`MAX_COOKIE_SIZE`].
+///
+/// ```
+/// use keycard::codec::{ATTRIBUTE_ALLOWANCE, MAX_COOKIE_SIZE};
+/// assert!(ATTRIBUTE_ALLOWANCE < MAX_COOKIE_SIZE);
+/// ```
+pub const ATTRIBUTE_ALLOWANCE: usize = 100;
+
+/// `TooLarge(size)` when cookie `name` with a value of `value_len` bytes and
+/// the attribute allowance is over [`MAX_COOKIE_SIZE`].
+pub(crate) fn check_cookie_size(name: &str, value_len: usize) -> Result<(), CodecError> {
+    let size = name
+        .len()
+        .saturating_add(1) // "="
+        .saturating_add(value_len)
+        .saturating_add(ATTRIBUTE_ALLOWANCE);
+    if size > MAX_COOKIE_SIZE {
+        return Err(CodecError::TooLarge(size));
+    }
+    Ok(())
+}
+
+/// The length of `bytes` bytes in unpadded base64url.
+pub(crate) fn base64url_len(bytes: usize) -> usize {
+    base64::encoded_len(bytes, false).unwrap_or(usize::MAX)
+}

@@ -1,0 +1,293 @@
+//! The CSRF layer: origin checks, then the synchronizer token.
+
+use crate::Session;
+use axum::body::Body;
+use axum::response::{IntoResponse, Response};
+use http::{header, HeaderMap, Method, Request, StatusCode};
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use tower_layer::Layer;
+use tower_service::Service;
+
+/// CSRF settings.
+///
+/// ```
+/// use keycard::csrf::CsrfConfig;
+/// let config = CsrfConfig::default().trust_origin("https://app.example.com");
+/// assert_eq!(config.form_field, "csrf_token");
+/// ```
+#[derive(Clone, Debug)]
+pub struct CsrfConfig {
+    /// Origins besides the request's own (`https://` + `Host`) allowed to
+    /// post. Default: none.
+    pub trusted_origins: Vec<String>,
+    /// Accept `Sec-Fetch-Site: same-site` (sibling subdomains). Default: no.
+    pub allow_same_site: bool,
+    /// Accept the request's own origin over plain `http://` too (for local
+    /// development without TLS). Default: no.
+    pub allow_plain_http: bool,
+    /// The form field holding the token. Default: `csrf_token`.
+    pub form_field: String,
+    /// The header holding the token. Default: `X-CSRF-Token`.
+    pub header: String,
+    /// The largest form body read to find the token: larger ones get 413.
+    /// Default: 64 KiB.
+    pub max_body: usize,
+}
+
+impl Default for CsrfConfig {
+    fn default() -> Self {
+        CsrfConfig {
+            trusted_origins: Vec::new(),
+            allow_same_site: false,
+            allow_plain_http: false,
+            form_field: "csrf_token".into(),
+            header: "x-csrf-token".into(),
+            max_body: 64 * 1024,
+        }
+    }
+}
+
+impl CsrfConfig {
+    /// Allows another origin (exact scheme, host and port).
+    #[must_use]
+    pub fn trust_origin(mut self, origin: impl Into<String>) -> Self {
+        self.trusted_origins.push(origin.into());
+        self
+    }
+
+    /// Accepts plain-HTTP origins (development only).
+    #[must_use]
+    pub fn allow_plain_http(mut self) -> Self {
+        self.allow_plain_http = true;
+        self
+    }
+}
+
+/// Refuses unsafe requests (POST, PUT, PATCH, DELETE, ...) that another site
+/// could have forged: first by `Sec-Fetch-Site` (`cross-site` is refused),
+/// else by `Origin` (exactly the request's own origin or a trusted one;
+/// `null` refused), else by `Referer`; then it requires the session's masked
+/// synchronizer token in the `csrf_token` form field or the `X-CSRF-Token`
+/// header (never the query string). Requests authenticated by a bearer token
+/// carry no ambient credentials and are exempt.
+///
+/// A refusal is a 403 before the handler runs; the session is left exactly as
+/// it was and no cookie is set. Install it inside the [`SessionLayer`](crate::SessionLayer).
+///
+/// ```no_run
+/// use keycard::{csrf::CsrfLayer, MemoryStore, SessionLayer};
+/// let app: axum::Router = axum::Router::new()
+///     .layer(CsrfLayer::default())
+///     .layer(SessionLayer::new(MemoryStore::new()));
+/// ```
+#[derive(Clone, Default)]
+pub struct CsrfLayer {
+    config: Arc<CsrfConfig>,
+}
+
+impl CsrfLayer {
+    /// A layer with this configuration.
+    pub fn new(config: CsrfConfig) -> Self {
+        CsrfLayer { config: Arc::new(config) }
+    }
+}
+
+impl<S> Layer<S> for CsrfLayer {
+    type Service = Csrf<S>;
+
+    fn layer(&self, inner: S) -> Self::Service {
+        Csrf { inner, config: self.config.clone() }
+    }
+}
+
+/// The service made by [`CsrfLayer`].
+#[derive(Clone)]
+pub struct Csrf<S> {
+    inner: S,
+    config: Arc<CsrfConfig>,
+}
+
+/// Why a request was refused (logged, never sent to the client in detail).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Refusal {
+    CrossSite,
+    ForeignOrigin,
+    NullOrigin,
+    ForeignReferer,
+    MissingToken,
+    BadToken,
+}
+
+impl Refusal {
+    fn as_str(self) -> &'static str {
+        match self {
+            Refusal::CrossSite => "sec-fetch-site cross-site",
+            Refusal::ForeignOrigin => "origin not allowed",
+            Refusal::NullOrigin => "origin null",
+            Refusal::ForeignReferer => "referer not allowed",
+            Refusal::MissingToken => "token missing",
+            Refusal::BadToken => "token invalid",
+        }
+    }
+}
+
+fn is_safe(method: &Method) -> bool {
+    matches!(*method, Method::GET | Method::HEAD | Method::OPTIONS | Method::TRACE)
+}
+
+/// Checks where the request comes from. `Ok` when nothing says another site.
+fn check_origin(config: &CsrfConfig, headers: &HeaderMap) -> Result<(), Refusal> {
+    match headers.get("sec-fetch-site").and_then(|v| v.to_str().ok()) {
+        Some("same-origin") | Some("none") => return Ok(()),
+        Some("same-site") if config.allow_same_site => return Ok(()),
+        Some("same-site") | Some("cross-site") => return Err(Refusal::CrossSite),
+        _ => {}
+    }
+    let host = headers.get(header::HOST).and_then(|v| v.to_str().ok());
+    let allowed = |origin: &str| {
+        config.trusted_origins.iter().any(|o| o == origin)
+            || host.is_some_and(|host| {
+                origin.strip_prefix("https://") == Some(host)
+                    || (config.allow_plain_http && origin.strip_prefix("http://") == Some(host))
+            })
+    };
+    if let Some(origin) = headers.get(header::ORIGIN) {
+        let origin = origin.to_str().unwrap_or("null");
+        if origin == "null" {
+            return Err(Refusal::NullOrigin);
+        }
+        return if allowed(origin) { Ok(()) } else { Err(Refusal::ForeignOrigin) };
+    }
+    if let Some(referer) = headers.get(header::REFERER) {
+        let referer = referer.to_str().unwrap_or("");
+        let origin = referer_origin(referer).ok_or(Refusal::ForeignReferer)?;
+        return if allowed(origin) { Ok(()) } else { Err(Refusal::ForeignReferer) };
+    }
+    Ok(())
+}
+
+/// The `scheme://host[:port]` part of a URL.
+fn referer_origin(url: &str) -> Option<&str> {
+    let scheme_end = url.find("://")?;
+    let rest = &url[scheme_end + 3..];
+    let end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
+    Some(&url[..scheme_end + 3 + end])
+}
+
+fn is_form(headers: &HeaderMap) -> bool {
+    headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.split(';').next().is_some_and(|t| t.trim().eq_ignore_ascii_case("application/x-www-form-urlencoded")))
+}
+
+fn refuse(reason: Refusal) -> Response {
+    tracing::warn!(target: "keycard::security", event = "csrf_rejected", reason = reason.as_str(), "request refused by CSRF protection");
+    (
+        StatusCode::FORBIDDEN,
+        [(header::CACHE_CONTROL, "no-store")],
+        "Forbidden: this request did not come from this site's own page (CSRF check failed). Reload the page and try again.",
+    )
+        .into_response()
+}
+
+impl<S> Service<Request<Body>> for Csrf<S>
+where
+    S: Service<Request<Body>, Response = Response> + Clone + Send + 'static,
+    S::Future: Send + 'static,
+{
+    type Response = Response;
+    type Error = S::Error;
+    type Future = Pin<Box<dyn Future<Output = Result<Response, S::Error>> + Send>>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, request: Request<Body>) -> Self::Future {
+        let clone = self.inner.clone();
+        let mut inner = std::mem::replace(&mut self.inner, clone);
+        let config = self.config.clone();
+        Box::pin(async move {
+            if is_safe(request.method()) {
+                return inner.call(request).await;
+            }
+            let Some(session) = request.extensions().get::<Session>().cloned() else {
+                tracing::error!(target: "keycard", "CsrfLayer needs SessionLayer outside it");
+                return Ok((StatusCode::INTERNAL_SERVER_ERROR, "Internal error: session layer missing.").into_response());
+            };
+            if session.is_bearer() {
+                return inner.call(request).await;
+            }
+            if let Err(reason) = check_origin(&config, request.headers()) {
+                session.abandon().await;
+                return Ok(refuse(reason));
+            }
+            let (parts, body) = request.into_parts();
+            let header_token = parts.headers.get(config.header.as_str()).and_then(|v| v.to_str().ok()).map(str::to_owned);
+            let (token, body) = match header_token {
+                Some(token) => (Some(token), body),
+                None if is_form(&parts.headers) => {
+                    let bytes = match axum::body::to_bytes(body, config.max_body).await {
+                        Ok(bytes) => bytes,
+                        Err(_) => {
+                            session.abandon().await;
+                            return Ok((StatusCode::PAYLOAD_TOO_LARGE, "Request body too large.").into_response());
+                        }
+                    };
+                    let token = form_urlencoded::parse(&bytes)
+                        .find(|(name, _)| name == config.form_field.as_str())
+                        .map(|(_, value)| value.into_owned());
+                    (token, Body::from(bytes))
+                }
+                None => (None, body),
+            };
+            let Some(token) = token else {
+                session.abandon().await;
+                return Ok(refuse(Refusal::MissingToken));
+            };
+            match super::verify(&session, &token).await {
+                Ok(true) => inner.call(Request::from_parts(parts, body)).await,
+                Ok(false) => {
+                    session.abandon().await;
+                    Ok(refuse(Refusal::BadToken))
+                }
+                Err(error) => Ok(error.into_response()),
+            }
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn headers(pairs: &[(&str, &str)]) -> HeaderMap {
+        let mut map = HeaderMap::new();
+        map.insert(header::HOST, "app.example:8443".parse().unwrap());
+        for (k, v) in pairs {
+            map.insert(*k, v.parse().unwrap());
+        }
+        map
+    }
+
+    #[test]
+    fn origin_rules() {
+        let config = CsrfConfig::default();
+        assert_eq!(check_origin(&config, &headers(&[("sec-fetch-site", "cross-site")])), Err(Refusal::CrossSite));
+        assert_eq!(check_origin(&config, &headers(&[("sec-fetch-site", "same-site")])), Err(Refusal::CrossSite));
+        assert_eq!(check_origin(&config, &headers(&[("sec-fetch-site", "same-origin"), ("origin", "https://evil")])), Ok(()));
+        assert_eq!(check_origin(&config, &headers(&[("origin", "https://app.example:8443")])), Ok(()));
+        assert_eq!(check_origin(&config, &headers(&[("origin", "null")])), Err(Refusal::NullOrigin));
+        for evil in ["https://app.example:8443.evil.com", "https://evil.app.example:8443", "http://app.example:8443", "https://app.example"] {
+            assert_eq!(check_origin(&config, &headers(&[("origin", evil)])), Err(Refusal::ForeignOrigin), "{evil}");
+        }
+        assert_eq!(check_origin(&config, &headers(&[("referer", "https://app.example:8443/form?x")])), Ok(()));
+        assert_eq!(check_origin(&config, &headers(&[("referer", "https://app.example:8443.evil/")])), Err(Refusal::ForeignReferer));
+        assert_eq!(check_origin(&config, &headers(&[("referer", "garbage")])), Err(Refusal::ForeignReferer));
+        assert_eq!(check_origin(&config, &headers(&[])), Ok(()));
+    }
+}

@@ -1,0 +1,127 @@
+//! Serving an axum app over HTTPS with rustls (feature `tls`).
+
+use axum::extract::ConnectInfo;
+use axum::Router;
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use hyper_util::server::conn::auto::Builder;
+use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+use std::future::Future;
+use std::io;
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::net::TcpListener;
+use tokio_rustls::TlsAcceptor;
+use tower::ServiceExt as _;
+
+/// A TLS certificate chain and its private key.
+pub struct TlsIdentity {
+    certs: Vec<CertificateDer<'static>>,
+    key: PrivateKeyDer<'static>,
+}
+
+impl TlsIdentity {
+    /// Reads PEM files: a certificate chain and a private key (PKCS#8, PKCS#1 or SEC1).
+    pub fn from_pem_files(cert: &Path, key: &Path) -> io::Result<Self> {
+        Self::from_pem(&std::fs::read(cert)?, &std::fs::read(key)?)
+    }
+
+    /// Parses PEM text.
+    pub fn from_pem(cert: &[u8], key: &[u8]) -> io::Result<Self> {
+        let certs = rustls_pemfile::certs(&mut &cert[..]).collect::<Result<Vec<_>, _>>()?;
+        if certs.is_empty() {
+            return Err(io::Error::new(io::ErrorKind::InvalidData, "no certificate in the PEM file"));
+        }
+        let key = rustls_pemfile::private_key(&mut &key[..])?
+            .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidData, "no private key in the PEM file"))?;
+        Ok(TlsIdentity { certs, key })
+    }
+
+    /// Loads `cert.pem` and `key.pem` from `dir`, first making a self-signed
+    /// development certificate for `localhost`, `127.0.0.1` and `::1` there
+    /// if they do not exist (the key file is written with mode 0600).
+    pub fn development(dir: &Path) -> io::Result<Self> {
+        let (cert_path, key_path) = (dir.join("cert.pem"), dir.join("key.pem"));
+        if !cert_path.exists() || !key_path.exists() {
+            std::fs::create_dir_all(dir)?;
+            let names = vec!["localhost".to_owned(), "127.0.0.1".to_owned(), "::1".to_owned()];
+            let certified = rcgen::generate_simple_self_signed(names).map_err(io::Error::other)?;
+            write_private(&key_path, certified.key_pair.serialize_pem().as_bytes())?;
+            std::fs::write(&cert_path, certified.cert.pem())?;
+        }
+        Self::from_pem_files(&cert_path, &key_path)
+    }
+
+    /// A rustls acceptor offering HTTP/2 and HTTP/1.1 (ALPN).
+    pub fn acceptor(self) -> io::Result<TlsAcceptor> {
+        let provider = Arc::new(rustls::crypto::ring::default_provider());
+        let mut config = rustls::ServerConfig::builder_with_provider(provider)
+            .with_safe_default_protocol_versions()
+            .map_err(io::Error::other)?
+            .with_no_client_auth()
+            .with_single_cert(self.certs, self.key)
+            .map_err(io::Error::other)?;
+        config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
+        Ok(TlsAcceptor::from(Arc::new(config)))
+    }
+}
+
+/// Writes a file only its owner can read.
+pub fn write_private(path: &Path, contents: &[u8]) -> io::Result<()> {
+    use std::io::Write;
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create(true).truncate(true);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+    options.open(path)?.write_all(contents)
+}
+
+/// Serves `app` on `listener`, over TLS when `tls` is given, until `shutdown`
+/// resolves; then stops accepting and lets open connections finish (at most
+/// 10 seconds). Each request carries `ConnectInfo<SocketAddr>`, and HTTP/1
+/// header blocks are capped at `max_header_bytes` (hyper answers 431 beyond).
+pub async fn serve(
+    listener: TcpListener,
+    tls: Option<TlsAcceptor>,
+    app: Router,
+    max_header_bytes: usize,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> io::Result<()> {
+    let graceful = hyper_util::server::graceful::GracefulShutdown::new();
+    tokio::pin!(shutdown);
+    loop {
+        let (stream, peer) = tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok(accepted) => accepted,
+                // Out of file descriptors and the like: back off, keep serving.
+                Err(_) => { tokio::time::sleep(Duration::from_millis(50)).await; continue; }
+            },
+            () = &mut shutdown => break,
+        };
+        let app = app.clone().map_request(move |mut request: http::Request<hyper::body::Incoming>| {
+            request.extensions_mut().insert(ConnectInfo(peer));
+            request
+        });
+        let service = hyper_util::service::TowerToHyperService::new(app);
+        let mut builder = Builder::new(TokioExecutor::new());
+        builder.http1().max_buf_size(max_header_bytes.max(8192)).timer(hyper_util::rt::TokioTimer::new()).header_read_timeout(Duration::from_secs(10));
+        let tls = tls.clone();
+        let watcher = graceful.watcher();
+        tokio::spawn(async move {
+            match tls {
+                Some(acceptor) => {
+                    let Ok(Ok(stream)) = tokio::time::timeout(Duration::from_secs(10), acceptor.accept(stream)).await else { return };
+                    let connection = builder.serve_connection_with_upgrades(TokioIo::new(stream), service).into_owned();
+                    let _ = watcher.watch(connection).await;
+                }
+                None => {
+                    let connection = builder.serve_connection_with_upgrades(TokioIo::new(stream), service).into_owned();
+                    let _ = watcher.watch(connection).await;
+                }
+            }
+        });
+    }
+    drop(listener);
+    let _ = tokio::time::timeout(Duration::from_secs(10), graceful.shutdown()).await;
+    Ok(())
+}

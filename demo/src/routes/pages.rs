@@ -1,0 +1,326 @@
+//! The server-rendered pages.
+
+use super::Result;
+use crate::app::AppState;
+use crate::prefs;
+use crate::render::{self, notice, page, Page};
+use crate::users::{User, Users};
+use axum::extract::{Form, Query, State};
+use axum::http::{header, StatusCode};
+use axum::response::{IntoResponse, Response};
+use keycard::auth::{safe_next, Auth, CurrentUser, FreshUser};
+use keycard::csrf;
+use serde::Serialize;
+use serde_json::{Map, Value};
+
+
+type A = Auth<Users>;
+
+/// Submitted form fields; the first of a repeated name wins.
+pub struct Fields(Vec<(String, String)>);
+
+impl Fields {
+    fn get(&self, name: &str) -> Option<&str> {
+        self.0.iter().find(|(k, _)| k == name).map(|(_, v)| v.as_str())
+    }
+}
+
+impl<S: Send + Sync> axum::extract::FromRequest<S> for Fields {
+    type Rejection = Response;
+
+    async fn from_request(request: axum::extract::Request, state: &S) -> std::result::Result<Self, Response> {
+        match Form::<Vec<(String, String)>>::from_request(request, state).await {
+            Ok(Form(fields)) => Ok(Fields(fields)),
+            Err(rejection) => Err((rejection.status(), "Bad form: send application/x-www-form-urlencoded fields.").into_response()),
+        }
+    }
+}
+
+#[derive(Serialize, Default)]
+struct NoExtra {}
+
+/// Builds the common page context: the user's name, preferences, a CSRF
+/// token when the page has forms (or a logout button), and a notice.
+async fn context<T: Serialize>(auth: &A, user: Option<&User>, with_token: bool, message: Option<&'static str>, extra: T) -> Result<Page<T>> {
+    let prefs = prefs::load(auth.session()).await?;
+    let csrf_token = if with_token || user.is_some() { Some(csrf::token(auth.session()).await?) } else { None };
+    Ok(Page { user: user.map(|u| u.username.clone()), prefs, csrf_token, message, message_kind: "", extra })
+}
+
+fn see_other(location: &str) -> Response {
+    (StatusCode::SEE_OTHER, [(header::LOCATION, location.to_owned()), (header::CACHE_CONTROL, "no-store".to_owned())]).into_response()
+}
+
+fn message(state: &AppState, status: StatusCode, page_ctx: Page<MessageExtra>) -> Response {
+    page(&state.templates, status, "message.html", &page_ctx)
+}
+
+#[derive(Serialize)]
+struct MessageExtra {
+    heading: &'static str,
+    text: String,
+}
+
+#[derive(serde::Deserialize)]
+pub struct NoticeQuery {
+    m: Option<String>,
+    next: Option<String>,
+}
+
+pub async fn home(State(state): State<AppState>, auth: A, Query(q): Query<NoticeQuery>) -> Result<Response> {
+    let user = auth.user().await?;
+    let ctx = context(&auth, user.as_ref(), false, notice(q.m.as_deref()), NoExtra {}).await?;
+    Ok(page(&state.templates, StatusCode::OK, "home.html", &ctx))
+}
+
+pub async fn not_found(State(state): State<AppState>, auth: A) -> Result<Response> {
+    let ctx = context(&auth, None, false, None, MessageExtra { heading: "Not found", text: "There is no page here.".into() }).await?;
+    Ok(message(&state, StatusCode::NOT_FOUND, ctx))
+}
+
+#[derive(Serialize)]
+struct FormExtra<'a> {
+    error: Option<&'a str>,
+    next: &'a str,
+}
+
+async fn login_page(state: &AppState, auth: &A, status: StatusCode, error: Option<&str>, next: &str, token: Option<String>) -> Result<Response> {
+    let mut ctx = context(auth, None, token.is_none(), None, FormExtra { error, next }).await?;
+    if token.is_some() {
+        ctx.csrf_token = token;
+    }
+    let mut response = page(&state.templates, status, "login.html", &ctx);
+    response.headers_mut().insert(header::CACHE_CONTROL, "no-store".parse().map_err(|_| super::AppError(StatusCode::INTERNAL_SERVER_ERROR.into_response()))?);
+    Ok(response)
+}
+
+pub async fn login_form(State(state): State<AppState>, auth: A, Query(q): Query<NoticeQuery>) -> Result<Response> {
+    let next = q.next.as_deref().and_then(safe_next).unwrap_or("");
+    login_page(&state, &auth, StatusCode::OK, None, next, None).await
+}
+
+fn too_many(retry_after: std::time::Duration) -> Response {
+    let seconds = retry_after.as_secs().max(1);
+    (
+        StatusCode::TOO_MANY_REQUESTS,
+        [(header::RETRY_AFTER, seconds.to_string()), (header::CACHE_CONTROL, "no-store".to_owned())],
+        format!("Too many failed attempts. Try again in {seconds} seconds."),
+    )
+        .into_response()
+}
+
+const INVALID_LOGIN: &str = "Invalid username or password.";
+
+pub async fn login(State(state): State<AppState>, auth: A, fields: Fields) -> Result<Response> {
+    let username = fields.get("username").unwrap_or("").trim().to_owned();
+    let password = fields.get("password").unwrap_or("").to_owned();
+    let next = fields.get("next").and_then(safe_next).unwrap_or("").to_owned();
+    let remember = fields.get("remember") == Some("on");
+    // The token that passed the CSRF check is echoed back, so a failed login's
+    // page is byte-identical whether the user exists or not.
+    let token = fields.get("csrf_token").map(str::to_owned);
+    let ip = auth.session().client().ip.clone();
+    if let Err(throttled) = state.throttle.check(&username, ip.as_deref()).await? {
+        tracing::warn!(target: "keycard::security", event = "login_throttled", "login attempt while throttled");
+        return Ok(too_many(throttled.retry_after));
+    }
+    let user = if username.is_empty() || password.is_empty() || username.len() > 64 || password.len() > 1024 {
+        keycard::auth::verify_dummy(&password);
+        None
+    } else {
+        state.users.check(&username, &password).await?
+    };
+    let Some(user) = user else {
+        state.throttle.failure(&username, ip.as_deref()).await?;
+        tracing::warn!(target: "keycard::security", event = "login_failed", "login failed");
+        return login_page(&state, &auth, StatusCode::UNAUTHORIZED, Some(INVALID_LOGIN), &next, token).await;
+    };
+    state.throttle.success(&username).await?;
+    auth.login(&user, remember).await?;
+    Ok(see_other(if next.is_empty() { "/" } else { &next }))
+}
+
+pub async fn register_form(State(state): State<AppState>, auth: A) -> Result<Response> {
+    let ctx = context(&auth, None, true, None, FormExtra { error: None, next: "" }).await?;
+    Ok(page(&state.templates, StatusCode::OK, "register.html", &ctx))
+}
+
+fn valid_username(name: &str) -> bool {
+    (3..=32).contains(&name.len()) && name.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'.' | b'-'))
+}
+
+pub async fn register(State(state): State<AppState>, auth: A, fields: Fields) -> Result<Response> {
+    let username = fields.get("username").unwrap_or("").trim();
+    let password = fields.get("password").unwrap_or("");
+    let error = if !valid_username(username) {
+        Some("Usernames are 3 to 32 letters, digits, dots, dashes or underscores.")
+    } else if password.chars().count() < 8 || password.len() > 1024 {
+        Some("Passwords need at least 8 characters.")
+    } else {
+        None
+    };
+    let user = match error {
+        Some(_) => None,
+        None => match state.users.create(username, password).await {
+            Ok(user) => Some(user),
+            Err(crate::users::UsersError::Taken) => None,
+            Err(error) => return Err(error.into()),
+        },
+    };
+    let Some(user) = user else {
+        let error = error.unwrap_or("That username is taken.");
+        let ctx = context(&auth, None, true, None, FormExtra { error: Some(error), next: "" }).await?;
+        return Ok(page(&state.templates, StatusCode::BAD_REQUEST, "register.html", &ctx));
+    };
+    auth.login(&user, false).await?;
+    tracing::info!(target: "keycard::security", event = "registered", user = %user.id, "account created");
+    Ok(see_other("/?m=registered"))
+}
+
+pub async fn logout(auth: A) -> Result<Response> {
+    auth.logout().await?;
+    Ok(see_other("/"))
+}
+
+#[derive(Serialize)]
+struct AccountExtra {
+    login_at: String,
+    login_via: String,
+    fresh: bool,
+    idle: String,
+    absolute_deadline: String,
+}
+
+pub async fn account(State(state): State<AppState>, auth: A, CurrentUser(user): CurrentUser<Users>, Query(q): Query<NoticeQuery>) -> Result<Response> {
+    let info = auth.login_info().await?;
+    let record = auth.session().record().await?;
+    let extra = AccountExtra {
+        login_at: info.as_ref().map(|i| render::utc(i.login_at)).unwrap_or_default(),
+        login_via: info.as_ref().map(|i| i.via.clone()).unwrap_or_default(),
+        fresh: auth.is_fresh().await?,
+        idle: format!("{} minutes", state.idle_timeout.as_secs() / 60),
+        absolute_deadline: record.map(|r| render::utc(r.absolute_deadline)).unwrap_or_default(),
+    };
+    let ctx = context(&auth, Some(&user), true, notice(q.m.as_deref()), extra).await?;
+    Ok(page(&state.templates, StatusCode::OK, "account.html", &ctx))
+}
+
+pub async fn preferences_form(State(state): State<AppState>, auth: A, Query(q): Query<NoticeQuery>) -> Result<Response> {
+    let user = auth.user().await?;
+    let ctx = context(&auth, user.as_ref(), true, notice(q.m.as_deref()), FormExtra { error: None, next: "" }).await?;
+    Ok(page(&state.templates, StatusCode::OK, "preferences.html", &ctx))
+}
+
+pub async fn preferences(State(state): State<AppState>, auth: A, fields: Fields) -> Result<Response> {
+    let mut given = Map::new();
+    for field in prefs::FIELDS {
+        if let Some(value) = fields.get(field) {
+            given.insert(field.to_owned(), Value::from(value));
+        }
+    }
+    if let Err(error) = prefs::save(auth.session(), &given).await? {
+        let user = auth.user().await?;
+        let ctx = context(&auth, user.as_ref(), true, None, FormExtra { error: Some(&error), next: "" }).await?;
+        return Ok(page(&state.templates, StatusCode::BAD_REQUEST, "preferences.html", &ctx));
+    }
+    Ok(see_other("/preferences?m=saved"))
+}
+
+#[derive(Serialize)]
+struct SessionRow {
+    handle: String,
+    user_agent: Option<String>,
+    ip: Option<String>,
+    created: String,
+    last_seen: String,
+    current: bool,
+}
+
+#[derive(Serialize)]
+struct SessionsExtra {
+    sessions: Vec<SessionRow>,
+}
+
+pub async fn sessions(State(state): State<AppState>, auth: A, CurrentUser(user): CurrentUser<Users>, Query(q): Query<NoticeQuery>) -> Result<Response> {
+    let sessions = auth
+        .sessions()
+        .await?
+        .into_iter()
+        .map(|s| SessionRow {
+            handle: s.handle,
+            user_agent: s.user_agent,
+            ip: s.ip,
+            created: render::utc(s.created_at),
+            last_seen: render::utc(s.last_seen),
+            current: s.current,
+        })
+        .collect();
+    let ctx = context(&auth, Some(&user), true, notice(q.m.as_deref()), SessionsExtra { sessions }).await?;
+    Ok(page(&state.templates, StatusCode::OK, "sessions.html", &ctx))
+}
+
+pub async fn revoke(State(state): State<AppState>, auth: A, CurrentUser(user): CurrentUser<Users>, fields: Fields) -> Result<Response> {
+    let handle = fields.get("session").unwrap_or("");
+    let current = auth.session().key().await?.map(|k| k.handle());
+    if !auth.revoke_session(handle).await? {
+        let ctx = context(&auth, Some(&user), false, None, MessageExtra { heading: "Session not found", text: "That session has already ended, or is not yours.".into() }).await?;
+        return Ok(message(&state, StatusCode::NOT_FOUND, ctx));
+    }
+    if current.as_deref() == Some(handle) {
+        return Ok(see_other("/?m=loggedout"));
+    }
+    Ok(see_other("/sessions?m=revoked"))
+}
+
+pub async fn revoke_others(auth: A, CurrentUser(_user): CurrentUser<Users>) -> Result<Response> {
+    auth.revoke_other_sessions().await?;
+    Ok(see_other("/sessions?m=others"))
+}
+
+pub async fn reauth_form(State(state): State<AppState>, auth: A, CurrentUser(user): CurrentUser<Users>, Query(q): Query<NoticeQuery>) -> Result<Response> {
+    let next = q.next.as_deref().and_then(safe_next).unwrap_or("");
+    let ctx = context(&auth, Some(&user), true, None, FormExtra { error: None, next }).await?;
+    Ok(page(&state.templates, StatusCode::OK, "reauth.html", &ctx))
+}
+
+pub async fn reauth(State(state): State<AppState>, auth: A, CurrentUser(user): CurrentUser<Users>, fields: Fields) -> Result<Response> {
+    let password = fields.get("password").unwrap_or("");
+    let next = fields.get("next").and_then(safe_next).unwrap_or("").to_owned();
+    let ip = auth.session().client().ip.clone();
+    if let Err(throttled) = state.throttle.check(&user.username, ip.as_deref()).await? {
+        return Ok(too_many(throttled.retry_after));
+    }
+    match state.users.check(&user.username, password).await? {
+        Some(fresh) if fresh.id == user.id => {
+            state.throttle.success(&user.username).await?;
+            auth.reauthenticate(&fresh).await?;
+            Ok(see_other(if next.is_empty() { "/account?m=reauth" } else { &next }))
+        }
+        _ => {
+            state.throttle.failure(&user.username, ip.as_deref()).await?;
+            tracing::warn!(target: "keycard::security", event = "reauth_failed", user = %user.id, "re-authentication failed");
+            let ctx = context(&auth, Some(&user), true, None, FormExtra { error: Some(INVALID_LOGIN), next: &next }).await?;
+            Ok(page(&state.templates, StatusCode::UNAUTHORIZED, "reauth.html", &ctx))
+        }
+    }
+}
+
+pub async fn change_password(State(state): State<AppState>, auth: A, FreshUser(user): FreshUser<Users>, fields: Fields) -> Result<Response> {
+    let current = fields.get("current_password").unwrap_or("");
+    let new = fields.get("new_password").unwrap_or("");
+    let problem = if state.users.check(&user.username, current).await?.is_none_or(|u| u.id != user.id) {
+        Some("Your current password is not correct.")
+    } else if new.chars().count() < 8 || new.len() > 1024 {
+        Some("The new password needs at least 8 characters.")
+    } else {
+        None
+    };
+    if let Some(problem) = problem {
+        let ctx = context(&auth, Some(&user), false, None, MessageExtra { heading: "Password not changed", text: problem.into() }).await?;
+        return Ok(message(&state, StatusCode::BAD_REQUEST, ctx));
+    }
+    let updated = state.users.set_password(&user, new).await?;
+    auth.password_changed(&updated).await?;
+    Ok(see_other("/account?m=password"))
+}
+
