@@ -16,10 +16,18 @@ const COLOURS: [&str; 4] = ["#ffffff", "#fdf6e3", "#e8f4ff", "#eafbea"];
 
 async fn home(session: Session) -> Result<Html<String>, SessionError> {
     let visits = session.increment("visits", 1).await?;
-    let colour: String = session.get("background").await?.unwrap_or_else(|| COLOURS[0].to_owned());
+    let colour: String = session
+        .get("background")
+        .await?
+        .unwrap_or_else(|| COLOURS[0].to_owned());
     let options: String = COLOURS
         .iter()
-        .map(|c| format!(r#"<option value="{c}"{}>{c}</option>"#, if *c == colour { " selected" } else { "" }))
+        .map(|c| {
+            format!(
+                r#"<option value="{c}"{}>{c}</option>"#,
+                if *c == colour { " selected" } else { "" }
+            )
+        })
         .collect();
     Ok(Html(format!(
         r#"<!doctype html><title>keycard counter</title>
@@ -36,7 +44,10 @@ struct Background {
     colour: String,
 }
 
-async fn set_background(session: Session, Form(form): Form<Background>) -> Result<Redirect, SessionError> {
+async fn set_background(
+    session: Session,
+    Form(form): Form<Background>,
+) -> Result<Redirect, SessionError> {
     // Only known values are stored: the colour is echoed into a style attribute.
     if COLOURS.contains(&form.colour.as_str()) {
         session.insert("background", form.colour).await?;

@@ -35,17 +35,35 @@ pub fn router(state: AppState, sessions: SessionLayer) -> Router {
     let auth = AuthLayer::new(state.users.clone());
     Router::new()
         .route("/", get(routes::pages::home))
-        .route("/register", get(routes::pages::register_form).post(routes::pages::register))
-        .route("/login", get(routes::pages::login_form).post(routes::pages::login))
+        .route(
+            "/register",
+            get(routes::pages::register_form).post(routes::pages::register),
+        )
+        .route(
+            "/login",
+            get(routes::pages::login_form).post(routes::pages::login),
+        )
         .route("/logout", post(routes::pages::logout))
         .route("/account", get(routes::pages::account))
-        .route("/preferences", get(routes::pages::preferences_form).post(routes::pages::preferences))
+        .route(
+            "/preferences",
+            get(routes::pages::preferences_form).post(routes::pages::preferences),
+        )
         .route("/sessions", get(routes::pages::sessions))
         .route("/sessions/revoke", post(routes::pages::revoke))
-        .route("/sessions/revoke-others", post(routes::pages::revoke_others))
-        .route("/reauth", get(routes::pages::reauth_form).post(routes::pages::reauth))
+        .route(
+            "/sessions/revoke-others",
+            post(routes::pages::revoke_others),
+        )
+        .route(
+            "/reauth",
+            get(routes::pages::reauth_form).post(routes::pages::reauth),
+        )
         .route("/password", post(routes::pages::change_password))
-        .route("/api/preferences", get(routes::api::get_preferences).patch(routes::api::patch_preferences))
+        .route(
+            "/api/preferences",
+            get(routes::api::get_preferences).patch(routes::api::patch_preferences),
+        )
         .route("/api/me", get(routes::api::me))
         .route("/api/csrf", get(routes::api::csrf))
         .route("/api/tokens", post(routes::api::create_token))
@@ -66,8 +84,14 @@ pub fn router(state: AppState, sessions: SessionLayer) -> Router {
 
 async fn stylesheet() -> Response {
     let mut response = Response::new(render::STYLESHEET.into());
-    response.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("text/css; charset=utf-8"));
-    response.headers_mut().insert(header::CACHE_CONTROL, HeaderValue::from_static("public, max-age=3600"));
+    response.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("text/css; charset=utf-8"),
+    );
+    response.headers_mut().insert(
+        header::CACHE_CONTROL,
+        HeaderValue::from_static("public, max-age=3600"),
+    );
     response
 }
 

@@ -99,9 +99,14 @@ fn parse_store(text: &str) -> Result<String, String> {
 }
 
 fn parse_users(text: &str) -> Result<String, String> {
-    if text.starts_with("sqlite:") || text.starts_with("postgres://") || text.starts_with("postgresql://") {
+    if text.starts_with("sqlite:")
+        || text.starts_with("postgres://")
+        || text.starts_with("postgresql://")
+    {
         Ok(text.to_owned())
     } else {
-        Err(format!("`{text}` is not a users URL (sqlite:PATH or postgres://...)"))
+        Err(format!(
+            "`{text}` is not a users URL (sqlite:PATH or postgres://...)"
+        ))
     }
 }

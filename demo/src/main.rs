@@ -25,7 +25,10 @@ const MAX_HEADER_BYTES: usize = 16 * 1024;
 async fn main() -> ExitCode {
     let args = cli::Args::parse();
     tracing_subscriber::fmt()
-        .with_env_filter(tracing_subscriber::EnvFilter::try_from_env("KEYCARD_LOG").unwrap_or_else(|_| "info".into()))
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_env("KEYCARD_LOG")
+                .unwrap_or_else(|_| "info".into()),
+        )
         .with_writer(std::io::stderr)
         .init();
     match run(args).await {
@@ -38,19 +41,34 @@ async fn main() -> ExitCode {
 }
 
 async fn run(args: cli::Args) -> Result<(), String> {
-    std::fs::create_dir_all(&args.data_dir).map_err(|e| format!("--data-dir {}: {e}", args.data_dir.display()))?;
-    let keys_path = args.keys.clone().unwrap_or_else(|| args.data_dir.join("keys"));
+    std::fs::create_dir_all(&args.data_dir)
+        .map_err(|e| format!("--data-dir {}: {e}", args.data_dir.display()))?;
+    let keys_path = args
+        .keys
+        .clone()
+        .unwrap_or_else(|| args.data_dir.join("keys"));
     let keys = stores::key_ring(&keys_path)?;
     let store_timeout = Duration::from_secs(1);
-    let opened = stores::open(args.store.as_deref(), &args.data_dir, &keys, store_timeout).await.map_err(|e| format!("--store: {e}"))?;
-    let users_url = args.users.clone().unwrap_or_else(|| format!("sqlite:{}", args.data_dir.join("users.db").display()));
-    let users = users::Users::open(&users_url).await.map_err(|e| format!("--users {}: {e}", stores::redact(&users_url)))?;
+    let opened = stores::open(args.store.as_deref(), &args.data_dir, &keys, store_timeout)
+        .await
+        .map_err(|e| format!("--store: {e}"))?;
+    let users_url = args
+        .users
+        .clone()
+        .unwrap_or_else(|| format!("sqlite:{}", args.data_dir.join("users.db").display()));
+    let users = users::Users::open(&users_url)
+        .await
+        .map_err(|e| format!("--users {}: {e}", stores::redact(&users_url)))?;
 
     let identity = match (&args.tls_cert, &args.tls_key) {
-        (Some(cert), Some(key)) => TlsIdentity::from_pem_files(cert, key).map_err(|e| format!("--tls-cert/--tls-key: {e}"))?,
-        _ => TlsIdentity::development(&args.data_dir.join("tls")).map_err(|e| format!("--data-dir: cannot make the development certificate: {e}"))?,
+        (Some(cert), Some(key)) => TlsIdentity::from_pem_files(cert, key)
+            .map_err(|e| format!("--tls-cert/--tls-key: {e}"))?,
+        _ => TlsIdentity::development(&args.data_dir.join("tls"))
+            .map_err(|e| format!("--data-dir: cannot make the development certificate: {e}"))?,
     };
-    let acceptor = identity.acceptor().map_err(|e| format!("--tls-cert/--tls-key: {e}"))?;
+    let acceptor = identity
+        .acceptor()
+        .map_err(|e| format!("--tls-cert/--tls-key: {e}"))?;
 
     let mut resolver = ClientAddrResolver::default();
     for net in &args.trusted_proxy {
@@ -63,7 +81,10 @@ async fn run(args: cli::Args) -> Result<(), String> {
     let sessions = opened
         .layer
         .with_config(config)
-        .with_binding(Binding { ip: args.bind_ip, ..Binding::default() })
+        .with_binding(Binding {
+            ip: args.bind_ip,
+            ..Binding::default()
+        })
         .with_client_resolver(resolver.clone());
     let state = app::AppState {
         users,
@@ -79,15 +100,28 @@ async fn run(args: cli::Args) -> Result<(), String> {
         .fallback(|| async { axum::http::StatusCode::NOT_FOUND })
         .layer(HttpsRedirectLayer::new(args.https.port()).with_trusted_proxies(resolver));
 
-    let https = TcpListener::bind(args.https).await.map_err(|e| format!("--https {}: {e}", args.https))?;
-    let http = TcpListener::bind(args.http).await.map_err(|e| format!("--http {}: {e}", args.http))?;
+    let https = TcpListener::bind(args.https)
+        .await
+        .map_err(|e| format!("--https {}: {e}", args.https))?;
+    let http = TcpListener::bind(args.http)
+        .await
+        .map_err(|e| format!("--http {}: {e}", args.http))?;
     let (stop, stopped) = watch::channel(false);
     let wait = |mut stopped: watch::Receiver<bool>| async move {
         let _ = stopped.wait_for(|s| *s).await;
     };
-    let https_server = tokio::spawn(serve(https, Some(acceptor), app, MAX_HEADER_BYTES, wait(stopped.clone())));
+    let https_server = tokio::spawn(serve(
+        https,
+        Some(acceptor),
+        app,
+        MAX_HEADER_BYTES,
+        wait(stopped.clone()),
+    ));
     let http_server = tokio::spawn(serve(http, None, redirect, MAX_HEADER_BYTES, wait(stopped)));
-    println!("keycard-demo listening on https://{}/ (and http://{}/ redirecting to it)", args.https, args.http);
+    println!(
+        "keycard-demo listening on https://{}/ (and http://{}/ redirecting to it)",
+        args.https, args.http
+    );
     tracing::info!(https = %args.https, http = %args.http, "listening");
 
     shutdown_signal().await;
@@ -101,13 +135,14 @@ async fn run(args: cli::Args) -> Result<(), String> {
 async fn shutdown_signal() {
     #[cfg(unix)]
     {
-        let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(term) => term,
-            Err(_) => {
-                let _ = tokio::signal::ctrl_c().await;
-                return;
-            }
-        };
+        let mut term =
+            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+                Ok(term) => term,
+                Err(_) => {
+                    let _ = tokio::signal::ctrl_c().await;
+                    return;
+                }
+            };
         tokio::select! {
             _ = tokio::signal::ctrl_c() => {}
             _ = term.recv() => {}

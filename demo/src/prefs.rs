@@ -14,7 +14,11 @@ pub struct Prefs {
 
 impl Default for Prefs {
     fn default() -> Self {
-        Prefs { background_color: "#ffffff".into(), font_size: "medium".into(), theme: "light".into() }
+        Prefs {
+            background_color: "#ffffff".into(),
+            font_size: "medium".into(),
+            theme: "light".into(),
+        }
     }
 }
 
@@ -23,7 +27,11 @@ pub const FIELDS: [&str; 3] = ["background_color", "font_size", "theme"];
 /// Checks one preference; `Err` names what is wrong.
 pub fn validate(field: &str, value: &str) -> Result<(), String> {
     let ok = match field {
-        "background_color" => value.len() == 7 && value.starts_with('#') && value[1..].bytes().all(|b| b.is_ascii_hexdigit()),
+        "background_color" => {
+            value.len() == 7
+                && value.starts_with('#')
+                && value[1..].bytes().all(|b| b.is_ascii_hexdigit())
+        }
         "font_size" => matches!(value, "small" | "medium" | "large"),
         "theme" => matches!(value, "light" | "dark"),
         _ => return Err(format!("unknown preference `{field}`")),
@@ -58,7 +66,10 @@ pub async fn load(session: &Session) -> Result<Prefs, SessionError> {
 
 /// Validates every given field first, then stores them all (nothing is
 /// stored if any is invalid).
-pub async fn save(session: &Session, fields: &Map<String, Value>) -> Result<Result<(), String>, SessionError> {
+pub async fn save(
+    session: &Session,
+    fields: &Map<String, Value>,
+) -> Result<Result<(), String>, SessionError> {
     let mut valid = Vec::new();
     for (field, value) in fields {
         let Some(text) = value.as_str() else {

@@ -30,7 +30,8 @@ pub fn templates() -> Result<Templates, minijinja::Error> {
                 c => escaped.push(c),
             }
         }
-        out.write_str(&escaped).map_err(|_| minijinja::Error::new(minijinja::ErrorKind::WriteFailure, "write failed"))
+        out.write_str(&escaped)
+            .map_err(|_| minijinja::Error::new(minijinja::ErrorKind::WriteFailure, "write failed"))
     });
     for (name, source) in [
         ("base.html", include_str!("../templates/base.html")),
@@ -39,7 +40,10 @@ pub fn templates() -> Result<Templates, minijinja::Error> {
         ("register.html", include_str!("../templates/register.html")),
         ("reauth.html", include_str!("../templates/reauth.html")),
         ("account.html", include_str!("../templates/account.html")),
-        ("preferences.html", include_str!("../templates/preferences.html")),
+        (
+            "preferences.html",
+            include_str!("../templates/preferences.html"),
+        ),
         ("sessions.html", include_str!("../templates/sessions.html")),
         ("message.html", include_str!("../templates/message.html")),
     ] {
@@ -62,7 +66,12 @@ pub struct Page<T: Serialize> {
     pub extra: T,
 }
 
-pub fn page<T: Serialize>(templates: &Templates, status: StatusCode, name: &str, page: &Page<T>) -> Response {
+pub fn page<T: Serialize>(
+    templates: &Templates,
+    status: StatusCode,
+    name: &str,
+    page: &Page<T>,
+) -> Response {
     match templates.get_template(name).and_then(|t| t.render(page)) {
         Ok(html) => (status, Html(html)).into_response(),
         Err(error) => {
@@ -101,7 +110,11 @@ pub fn utc(millis: i64) -> String {
     let day = doy - (153 * mp + 2) / 5 + 1;
     let month = if mp < 10 { mp + 3 } else { mp - 9 };
     let year = yoe + era * 400 + i64::from(month <= 2);
-    format!("{year:04}-{month:02}-{day:02} {:02}:{:02} UTC", rest / 3600, rest % 3600 / 60)
+    format!(
+        "{year:04}-{month:02}-{day:02} {:02}:{:02} UTC",
+        rest / 3600,
+        rest % 3600 / 60
+    )
 }
 
 #[cfg(test)]

@@ -15,14 +15,21 @@ pub struct OpenedStore {
 }
 
 async fn open_sqlite(path: &Path) -> Result<Arc<dyn SessionStore>, String> {
-    let store = keycard_sqlite::SqliteStore::open(path).await.map_err(|e| format!("cannot open {}: {e}", path.display()))?;
+    let store = keycard_sqlite::SqliteStore::open(path)
+        .await
+        .map_err(|e| format!("cannot open {}: {e}", path.display()))?;
     // Expired rows are deleted in bounded batches in the background.
     store.spawn_sweeper(Duration::from_secs(60), 1_000);
     Ok(Arc::new(store))
 }
 
 /// Opens `url` (see `--store`); `keys` seals cookie-mode sessions.
-pub async fn open(url: Option<&str>, data_dir: &Path, keys: &KeyRing, store_timeout: Duration) -> Result<OpenedStore, String> {
+pub async fn open(
+    url: Option<&str>,
+    data_dir: &Path,
+    keys: &KeyRing,
+    store_timeout: Duration,
+) -> Result<OpenedStore, String> {
     let default_sqlite = data_dir.join("sessions.db");
     let url = url.unwrap_or("");
     let store: Arc<dyn SessionStore> = if url.is_empty() {
@@ -32,8 +39,15 @@ pub async fn open(url: Option<&str>, data_dir: &Path, keys: &KeyRing, store_time
     } else if url == "cookie" {
         let revocations = open_sqlite(&default_sqlite).await?;
         let codec = SealedCodec::new(keys, "session");
-        return Ok(OpenedStore { layer: SessionLayer::client_side(codec, revocations.clone()), store: revocations, client_side: true });
-    } else if let Some(path) = url.strip_prefix("sqlite://").or_else(|| url.strip_prefix("sqlite:")) {
+        return Ok(OpenedStore {
+            layer: SessionLayer::client_side(codec, revocations.clone()),
+            store: revocations,
+            client_side: true,
+        });
+    } else if let Some(path) = url
+        .strip_prefix("sqlite://")
+        .or_else(|| url.strip_prefix("sqlite:"))
+    {
         open_sqlite(Path::new(path)).await?
     } else if url.starts_with("redis") {
         let store = keycard_redis::RedisStore::builder(url)
@@ -43,12 +57,18 @@ pub async fn open(url: Option<&str>, data_dir: &Path, keys: &KeyRing, store_time
             .map_err(|e| format!("cannot connect to {}: {e}", redact(url)))?;
         Arc::new(store)
     } else if url.starts_with("postgres") {
-        let store = keycard_postgres::PostgresStore::connect(url).await.map_err(|e| format!("cannot connect to {}: {e}", redact(url)))?;
+        let store = keycard_postgres::PostgresStore::connect(url)
+            .await
+            .map_err(|e| format!("cannot connect to {}: {e}", redact(url)))?;
         Arc::new(store)
     } else {
         return Err(format!("unknown store URL `{}`", redact(url)));
     };
-    Ok(OpenedStore { layer: SessionLayer::from_arc(store.clone()), store, client_side: false })
+    Ok(OpenedStore {
+        layer: SessionLayer::from_arc(store.clone()),
+        store,
+        client_side: false,
+    })
 }
 
 /// A URL with any password replaced, for messages.
@@ -74,7 +94,8 @@ pub fn key_ring(path: &Path) -> Result<KeyRing, String> {
         std::fs::create_dir_all(parent).map_err(|e| format!("--keys {}: {e}", path.display()))?;
     }
     let ring = KeyRing::generate().map_err(|e| format!("cannot make a key: {e}"))?;
-    ring.write_file(path).map_err(|e| format!("--keys {}: {e}", path.display()))?;
+    ring.write_file(path)
+        .map_err(|e| format!("--keys {}: {e}", path.display()))?;
     tracing::info!(path = %path.display(), "made a new key ring");
     Ok(ring)
 }

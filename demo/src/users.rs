@@ -77,21 +77,31 @@ fn db_error(error: impl std::fmt::Display) -> UsersError {
 impl Users {
     /// Opens `sqlite:PATH` or `postgres://...`, creating the table if needed.
     pub async fn open(url: &str) -> Result<Self, UsersError> {
-        if let Some(path) = url.strip_prefix("sqlite://").or_else(|| url.strip_prefix("sqlite:")) {
+        if let Some(path) = url
+            .strip_prefix("sqlite://")
+            .or_else(|| url.strip_prefix("sqlite:"))
+        {
             let path = Path::new(path).to_owned();
-            let connection = tokio::task::spawn_blocking(move || -> Result<rusqlite::Connection, UsersError> {
-                if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
-                    std::fs::create_dir_all(parent).map_err(db_error)?;
-                }
-                let connection = rusqlite::Connection::open(&path).map_err(db_error)?;
-                connection.busy_timeout(std::time::Duration::from_secs(5)).map_err(db_error)?;
-                connection.pragma_update(None, "journal_mode", "WAL").map_err(db_error)?;
-                connection.execute_batch(SQLITE_SCHEMA).map_err(db_error)?;
-                Ok(connection)
-            })
-            .await
-            .map_err(db_error)??;
-            return Ok(Users { db: Db::Sqlite(Arc::new(Mutex::new(connection))) });
+            let connection =
+                tokio::task::spawn_blocking(move || -> Result<rusqlite::Connection, UsersError> {
+                    if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
+                        std::fs::create_dir_all(parent).map_err(db_error)?;
+                    }
+                    let connection = rusqlite::Connection::open(&path).map_err(db_error)?;
+                    connection
+                        .busy_timeout(std::time::Duration::from_secs(5))
+                        .map_err(db_error)?;
+                    connection
+                        .pragma_update(None, "journal_mode", "WAL")
+                        .map_err(db_error)?;
+                    connection.execute_batch(SQLITE_SCHEMA).map_err(db_error)?;
+                    Ok(connection)
+                })
+                .await
+                .map_err(db_error)??;
+            return Ok(Users {
+                db: Db::Sqlite(Arc::new(Mutex::new(connection))),
+            });
         }
         let config: tokio_postgres::Config = url.parse().map_err(db_error)?;
         let manager = deadpool_postgres::Manager::new(config, tokio_postgres::NoTls);
@@ -103,8 +113,13 @@ impl Users {
             .build()
             .map_err(db_error)?;
         let client = pool.get().await.map_err(db_error)?;
-        client.batch_execute(POSTGRES_SCHEMA).await.map_err(db_error)?;
-        Ok(Users { db: Db::Postgres(pool) })
+        client
+            .batch_execute(POSTGRES_SCHEMA)
+            .await
+            .map_err(db_error)?;
+        Ok(Users {
+            db: Db::Postgres(pool),
+        })
     }
 
     async fn sqlite<T: Send + 'static>(
@@ -113,7 +128,9 @@ impl Users {
     ) -> Result<T, UsersError> {
         let connection = connection.clone();
         tokio::task::spawn_blocking(move || {
-            let connection = connection.lock().map_err(|_| UsersError::Database("lock poisoned".into()))?;
+            let connection = connection
+                .lock()
+                .map_err(|_| UsersError::Database("lock poisoned".into()))?;
             work(&connection)
         })
         .await
@@ -135,7 +152,9 @@ impl Users {
         match &self.db {
             Db::Sqlite(connection) => {
                 Self::sqlite(connection, move |c| {
-                    let sql = format!("SELECT id, username, password_hash FROM users WHERE {column} = ?1");
+                    let sql = format!(
+                        "SELECT id, username, password_hash FROM users WHERE {column} = ?1"
+                    );
                     let mut statement = c.prepare_cached(&sql).map_err(db_error)?;
                     let mut rows = statement.query([&value]).map_err(db_error)?;
                     match rows.next().map_err(db_error)? {
@@ -156,7 +175,11 @@ impl Users {
                     _ => "SELECT id, username, password_hash FROM keycard_demo_users WHERE id = $1",
                 };
                 let row = client.query_opt(sql, &[&value]).await.map_err(db_error)?;
-                Ok(row.map(|row| User { id: row.get(0), username: row.get(1), password_hash: row.get(2) }))
+                Ok(row.map(|row| User {
+                    id: row.get(0),
+                    username: row.get(1),
+                    password_hash: row.get(2),
+                }))
             }
         }
     }
@@ -164,10 +187,17 @@ impl Users {
     /// Creates an account.
     pub async fn create(&self, username: &str, password: &str) -> Result<User, UsersError> {
         let password = password.to_owned();
-        let password_hash = tokio::task::spawn_blocking(move || hash_password(&password)).await.map_err(db_error)?.map_err(|_| UsersError::Hash)?;
+        let password_hash = tokio::task::spawn_blocking(move || hash_password(&password))
+            .await
+            .map_err(db_error)?
+            .map_err(|_| UsersError::Hash)?;
         let id_bytes: [u8; 16] = keycard::random_bytes().map_err(|_| UsersError::Hash)?;
         let id: String = id_bytes.iter().map(|b| format!("{b:02x}")).collect();
-        let user = User { id, username: username.to_owned(), password_hash };
+        let user = User {
+            id,
+            username: username.to_owned(),
+            password_hash,
+        };
         let now = keycard::now_millis();
         match &self.db {
             Db::Sqlite(connection) => {
@@ -194,7 +224,11 @@ impl Users {
                     .await;
                 match result {
                     Ok(_) => {}
-                    Err(e) if e.code() == Some(&tokio_postgres::error::SqlState::UNIQUE_VIOLATION) => return Err(UsersError::Taken),
+                    Err(e)
+                        if e.code() == Some(&tokio_postgres::error::SqlState::UNIQUE_VIOLATION) =>
+                    {
+                        return Err(UsersError::Taken)
+                    }
                     Err(e) => return Err(db_error(e)),
                 }
             }
@@ -205,21 +239,38 @@ impl Users {
     /// Sets a new password; returns the updated user.
     pub async fn set_password(&self, user: &User, password: &str) -> Result<User, UsersError> {
         let password = password.to_owned();
-        let password_hash = tokio::task::spawn_blocking(move || hash_password(&password)).await.map_err(db_error)?.map_err(|_| UsersError::Hash)?;
+        let password_hash = tokio::task::spawn_blocking(move || hash_password(&password))
+            .await
+            .map_err(db_error)?
+            .map_err(|_| UsersError::Hash)?;
         let (id, hash) = (user.id.clone(), password_hash.clone());
         match &self.db {
             Db::Sqlite(connection) => {
                 Self::sqlite(connection, move |c| {
-                    c.execute("UPDATE users SET password_hash = ?1 WHERE id = ?2", rusqlite::params![hash, id]).map_err(db_error).map(|_| ())
+                    c.execute(
+                        "UPDATE users SET password_hash = ?1 WHERE id = ?2",
+                        rusqlite::params![hash, id],
+                    )
+                    .map_err(db_error)
+                    .map(|_| ())
                 })
                 .await?;
             }
             Db::Postgres(pool) => {
                 let client = pool.get().await.map_err(db_error)?;
-                client.execute("UPDATE keycard_demo_users SET password_hash = $1 WHERE id = $2", &[&hash, &id]).await.map_err(db_error)?;
+                client
+                    .execute(
+                        "UPDATE keycard_demo_users SET password_hash = $1 WHERE id = $2",
+                        &[&hash, &id],
+                    )
+                    .await
+                    .map_err(db_error)?;
             }
         }
-        Ok(User { password_hash, ..user.clone() })
+        Ok(User {
+            password_hash,
+            ..user.clone()
+        })
     }
 
     /// Checks a password for a user, spending the same time whether or not
@@ -247,7 +298,8 @@ impl AuthBackend for Users {
     type Error = UsersError;
 
     async fn authenticate(&self, credentials: Credentials) -> Result<Option<User>, UsersError> {
-        self.check(&credentials.username, &credentials.password).await
+        self.check(&credentials.username, &credentials.password)
+            .await
     }
 
     async fn get_user(&self, user_id: &str) -> Result<Option<User>, UsersError> {

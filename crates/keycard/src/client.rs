@@ -94,7 +94,11 @@ fn forwarded_chain(headers: &HeaderMap) -> Vec<IpAddr> {
         }
         return chain;
     }
-    for value in headers.get_all("x-forwarded-for").iter().filter_map(|v| v.to_str().ok()) {
+    for value in headers
+        .get_all("x-forwarded-for")
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+    {
         for part in value.split(',') {
             match part.trim().parse::<IpAddr>() {
                 Ok(ip) => chain.push(ip),
@@ -111,7 +115,9 @@ fn parse_forwarded_node(value: &str) -> Option<IpAddr> {
         return rest.split(']').next()?.parse().ok();
     }
     let host = match value.rsplit_once(':') {
-        Some((host, port)) if port.chars().all(|c| c.is_ascii_digit()) && !host.contains(':') => host,
+        Some((host, port)) if port.chars().all(|c| c.is_ascii_digit()) && !host.contains(':') => {
+            host
+        }
         _ => value,
     };
     host.parse().ok()
@@ -174,7 +180,9 @@ pub struct Binding {
 impl Binding {
     /// Whether a session recorded from `recorded` may be used from `now`.
     pub fn ip_matches(&self, recorded: &str, now: IpAddr) -> bool {
-        let Ok(recorded) = recorded.parse::<IpAddr>() else { return false };
+        let Ok(recorded) = recorded.parse::<IpAddr>() else {
+            return false;
+        };
         match self.ip {
             BindIp::Off => true,
             BindIp::Exact => canonical(recorded) == canonical(now),
@@ -210,11 +218,15 @@ fn canonical(ip: IpAddr) -> IpAddr {
 /// The client details of a request: resolved address and User-Agent.
 pub(crate) fn client_details(resolver: &ClientAddrResolver, parts: &Parts) -> crate::ClientDetails {
     crate::ClientDetails {
-        ip: resolver.resolve(&parts.extensions, &parts.headers).map(|ip| ip.to_string()),
-        user_agent: parts
-            .headers
-            .get(http::header::USER_AGENT)
-            .map(|v| String::from_utf8_lossy(v.as_bytes()).chars().take(512).collect()),
+        ip: resolver
+            .resolve(&parts.extensions, &parts.headers)
+            .map(|ip| ip.to_string()),
+        user_agent: parts.headers.get(http::header::USER_AGENT).map(|v| {
+            String::from_utf8_lossy(v.as_bytes())
+                .chars()
+                .take(512)
+                .collect()
+        }),
     }
 }
 
@@ -236,18 +248,39 @@ mod tests {
     fn forwarded_headers_count_only_from_trusted_proxies() {
         let resolver = ClientAddrResolver::default().trust("10.0.0.0/8".parse().unwrap());
         let spoofed = request("203.0.113.9:1", &[("x-forwarded-for", "1.2.3.4")]);
-        assert_eq!(resolver.resolve(&spoofed.extensions, &spoofed.headers), Some("203.0.113.9".parse().unwrap()));
-        let proxied = request("10.0.0.1:1", &[("x-forwarded-for", "1.2.3.4, 198.51.100.2, 10.0.0.5")]);
-        assert_eq!(resolver.resolve(&proxied.extensions, &proxied.headers), Some("198.51.100.2".parse().unwrap()));
-        let rfc = request("10.0.0.1:1", &[("forwarded", "for=\"[2001:db8::1]:80\";proto=https")]);
-        assert_eq!(resolver.resolve(&rfc.extensions, &rfc.headers), Some("2001:db8::1".parse().unwrap()));
+        assert_eq!(
+            resolver.resolve(&spoofed.extensions, &spoofed.headers),
+            Some("203.0.113.9".parse().unwrap())
+        );
+        let proxied = request(
+            "10.0.0.1:1",
+            &[("x-forwarded-for", "1.2.3.4, 198.51.100.2, 10.0.0.5")],
+        );
+        assert_eq!(
+            resolver.resolve(&proxied.extensions, &proxied.headers),
+            Some("198.51.100.2".parse().unwrap())
+        );
+        let rfc = request(
+            "10.0.0.1:1",
+            &[("forwarded", "for=\"[2001:db8::1]:80\";proto=https")],
+        );
+        assert_eq!(
+            resolver.resolve(&rfc.extensions, &rfc.headers),
+            Some("2001:db8::1".parse().unwrap())
+        );
         let v4port = request("10.0.0.1:1", &[("forwarded", "for=192.0.2.60:4711")]);
-        assert_eq!(resolver.resolve(&v4port.extensions, &v4port.headers), Some("192.0.2.60".parse().unwrap()));
+        assert_eq!(
+            resolver.resolve(&v4port.extensions, &v4port.headers),
+            Some("192.0.2.60".parse().unwrap())
+        );
     }
 
     #[test]
     fn subnet_binding_compares_networks() {
-        let binding = Binding { ip: BindIp::Subnet, ..Binding::default() };
+        let binding = Binding {
+            ip: BindIp::Subnet,
+            ..Binding::default()
+        };
         assert!(binding.ip_matches("2001:db8:1:2::1", "2001:db8:1:2::ffff".parse().unwrap()));
         assert!(!binding.ip_matches("2001:db8:1:2::1", "2001:db8:1:3::1".parse().unwrap()));
         assert!(!binding.ip_matches("garbage", "2001:db8:1:3::1".parse().unwrap()));

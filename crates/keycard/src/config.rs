@@ -76,7 +76,10 @@ impl Default for CookieConfig {
 impl CookieConfig {
     /// A cookie config with another name and the default attributes.
     pub fn named(name: impl Into<String>) -> Self {
-        CookieConfig { name: name.into(), ..Self::default() }
+        CookieConfig {
+            name: name.into(),
+            ..Self::default()
+        }
     }
 
     fn attributes(&self, out: &mut String) {
@@ -197,7 +200,8 @@ impl SessionConfig {
 
     /// The minimum time between two deadline moves of a read-only session.
     pub fn touch_interval(&self) -> Duration {
-        self.idle_timeout.mul_f64(self.touch_fraction.clamp(0.0, 1.0))
+        self.idle_timeout
+            .mul_f64(self.touch_fraction.clamp(0.0, 1.0))
     }
 
     pub(crate) fn idle_ms(&self) -> i64 {
@@ -225,7 +229,9 @@ impl SessionConfig {
 /// ```
 pub fn parse_duration(text: &str) -> Result<Duration, String> {
     let text = text.trim();
-    let split = text.find(|c: char| !c.is_ascii_digit()).unwrap_or(text.len());
+    let split = text
+        .find(|c: char| !c.is_ascii_digit())
+        .unwrap_or(text.len());
     let (number, unit) = text.split_at(split);
     let number: u64 = number
         .parse()
@@ -236,7 +242,11 @@ pub fn parse_duration(text: &str) -> Result<Duration, String> {
         "m" => 60,
         "h" => 3600,
         "d" => 86_400,
-        _ => return Err(format!("`{text}` has an unknown unit (use ms, s, m, h or d)")),
+        _ => {
+            return Err(format!(
+                "`{text}` has an unknown unit (use ms, s, m, h or d)"
+            ))
+        }
     };
     number
         .checked_mul(seconds)

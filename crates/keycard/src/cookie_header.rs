@@ -47,7 +47,9 @@ pub fn find_cookie<'a>(headers: &'a HeaderMap, name: &str) -> CookieLookup<'a> {
         };
         for pair in text.split(';') {
             let pair = pair.strip_prefix(' ').unwrap_or(pair);
-            let Some((pair_name, value)) = pair.split_once('=') else { continue };
+            let Some((pair_name, value)) = pair.split_once('=') else {
+                continue;
+            };
             if pair_name != name {
                 continue;
             }
@@ -84,7 +86,8 @@ mod tests {
 
     #[test]
     fn exact_names_only() {
-        let h = headers(&["__Host-keycardx=1; x__Host-keycard=2;  __Host-keycard=3; __host-keycard=4"]);
+        let h =
+            headers(&["__Host-keycardx=1; x__Host-keycard=2;  __Host-keycard=3; __host-keycard=4"]);
         assert_eq!(find_cookie(&h, "__Host-keycard"), CookieLookup::Absent);
         let h = headers(&["__Host-keycard=abc"]);
         assert_eq!(find_cookie(&h, "__Host-keycard"), CookieLookup::One("abc"));
@@ -99,7 +102,10 @@ mod tests {
     #[test]
     fn oversized_values_are_ambiguous() {
         let big = format!("__Host-keycard={}", "a".repeat(MAX_COOKIE_VALUE + 1));
-        assert_eq!(find_cookie(&headers(&[&big]), "__Host-keycard"), CookieLookup::Ambiguous);
+        assert_eq!(
+            find_cookie(&headers(&[&big]), "__Host-keycard"),
+            CookieLookup::Ambiguous
+        );
     }
 
     proptest! {

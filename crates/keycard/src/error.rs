@@ -46,7 +46,9 @@ impl SessionError {
     /// The default response body.
     pub fn public_message(&self) -> &'static str {
         match self {
-            SessionError::Store(_) => "Service temporarily unavailable: the session store did not answer. Please retry.",
+            SessionError::Store(_) => {
+                "Service temporarily unavailable: the session store did not answer. Please retry."
+            }
             _ => "Internal error while saving the session.",
         }
     }

@@ -13,7 +13,11 @@ pub struct MissingSessionLayer;
 impl axum::response::IntoResponse for MissingSessionLayer {
     fn into_response(self) -> axum::response::Response {
         tracing::error!(target: "keycard", "{self}");
-        (StatusCode::INTERNAL_SERVER_ERROR, "Internal error: session layer missing.").into_response()
+        (
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "Internal error: session layer missing.",
+        )
+            .into_response()
     }
 }
 
@@ -21,6 +25,10 @@ impl<S: Send + Sync> FromRequestParts<S> for Session {
     type Rejection = MissingSessionLayer;
 
     async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, Self::Rejection> {
-        parts.extensions.get::<Session>().cloned().ok_or(MissingSessionLayer)
+        parts
+            .extensions
+            .get::<Session>()
+            .cloned()
+            .ok_or(MissingSessionLayer)
     }
 }

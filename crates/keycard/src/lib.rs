@@ -29,8 +29,8 @@ pub mod auth;
 pub mod client;
 pub mod codec;
 mod config;
-pub mod csrf;
 pub mod cookie_header;
+pub mod csrf;
 mod error;
 #[cfg(feature = "axum")]
 mod extract;
@@ -40,13 +40,15 @@ pub mod reserved;
 mod service;
 mod session;
 mod store;
-pub mod transport;
 #[cfg(feature = "testing")]
 pub mod testing;
+pub mod transport;
 
 pub use client::{BindIp, BindMode, Binding, ClientAddrResolver, PeerAddr};
 pub use codec::{CodecError, CookieCodec, Opened};
-pub use codec::{FlaskCodec, FlaskSession, FlaskValue, KeyRing, KeyRingError, SealedCodec, SignedCodec};
+pub use codec::{
+    FlaskCodec, FlaskSession, FlaskValue, KeyRing, KeyRingError, SealedCodec, SignedCodec,
+};
 pub use config::{parse_duration, CookieConfig, SameSite, SessionConfig};
 pub use error::SessionError;
 #[cfg(feature = "axum")]

@@ -132,8 +132,9 @@ impl Record {
     /// record is an error, which the session layer treats as no session.
     pub fn decode(bytes: &[u8]) -> Result<Self, crate::StoreError> {
         match bytes.split_first() {
-            Some((&RECORD_FORMAT_VERSION, json)) => serde_json::from_slice(json)
-                .map_err(|e| crate::StoreError::Corrupt(e.to_string())),
+            Some((&RECORD_FORMAT_VERSION, json)) => {
+                serde_json::from_slice(json).map_err(|e| crate::StoreError::Corrupt(e.to_string()))
+            }
             Some((version, _)) => Err(crate::StoreError::Corrupt(format!(
                 "unknown record format version {version}"
             ))),
@@ -297,11 +298,23 @@ mod tests {
     #[test]
     fn increment_treats_missing_and_non_integers_as_zero() {
         let mut data = Map::new();
-        Change::Increment { key: "n".into(), by: 2 }.apply_to(&mut data);
-        Change::Increment { key: "n".into(), by: 3 }.apply_to(&mut data);
+        Change::Increment {
+            key: "n".into(),
+            by: 2,
+        }
+        .apply_to(&mut data);
+        Change::Increment {
+            key: "n".into(),
+            by: 3,
+        }
+        .apply_to(&mut data);
         assert_eq!(data["n"], Value::from(5));
         data.insert("s".into(), Value::from("x"));
-        Change::Increment { key: "s".into(), by: 1 }.apply_to(&mut data);
+        Change::Increment {
+            key: "s".into(),
+            by: 1,
+        }
+        .apply_to(&mut data);
         assert_eq!(data["s"], Value::from(1));
     }
 }

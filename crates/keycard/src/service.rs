@@ -3,7 +3,7 @@
 use crate::client::{client_details, Binding, ClientAddrResolver};
 use crate::codec::CookieCodec;
 use crate::cookie_header::{find_cookie, CookieLookup};
-use crate::session::{Backend, CookieAction, Context, Presented};
+use crate::session::{Backend, Context, CookieAction, Presented};
 use crate::{Session, SessionConfig, SessionError, SessionStore};
 use http::header::{HeaderValue, CACHE_CONTROL, SET_COOKIE, VARY};
 use http::{Request, Response};
@@ -55,12 +55,19 @@ impl SessionLayer {
     /// `revocations` keeps only the deny-list of ended sessions and per-user
     /// not-before times, so logout and "log out everywhere" hold.
     pub fn client_side(codec: impl CookieCodec, revocations: Arc<dyn SessionStore>) -> Self {
-        Self::with_backend(Backend::Cookie { codec: Arc::new(codec), revocations })
+        Self::with_backend(Backend::Cookie {
+            codec: Arc::new(codec),
+            revocations,
+        })
     }
 
     fn with_backend(backend: Backend) -> Self {
         SessionLayer {
-            ctx: Arc::new(Context { config: SessionConfig::default(), backend, binding: Binding::default() }),
+            ctx: Arc::new(Context {
+                config: SessionConfig::default(),
+                backend,
+                binding: Binding::default(),
+            }),
             resolver: ClientAddrResolver::default(),
             on_error: Arc::new(default_error_response),
         }
@@ -111,12 +118,17 @@ impl SessionLayer {
 fn default_error_response(error: &SessionError) -> Response<String> {
     let mut response = Response::new(error.public_message().to_owned());
     *response.status_mut() = error.status();
-    response.headers_mut().insert(CACHE_CONTROL, HeaderValue::from_static("no-store"));
     response
         .headers_mut()
-        .insert(http::header::CONTENT_TYPE, HeaderValue::from_static("text/plain; charset=utf-8"));
+        .insert(CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    response.headers_mut().insert(
+        http::header::CONTENT_TYPE,
+        HeaderValue::from_static("text/plain; charset=utf-8"),
+    );
     if error.status() == http::StatusCode::SERVICE_UNAVAILABLE {
-        response.headers_mut().insert(http::header::RETRY_AFTER, HeaderValue::from_static("1"));
+        response
+            .headers_mut()
+            .insert(http::header::RETRY_AFTER, HeaderValue::from_static("1"));
     }
     response
 }
@@ -125,7 +137,10 @@ impl<S> Layer<S> for SessionLayer {
     type Service = SessionService<S>;
 
     fn layer(&self, inner: S) -> Self::Service {
-        SessionService { inner, layer: self.clone() }
+        SessionService {
+            inner,
+            layer: self.clone(),
+        }
     }
 }
 
@@ -191,7 +206,9 @@ pub(crate) fn bearer_token(headers: &http::HeaderMap) -> Option<String> {
     }
     let text = value.to_str().ok()?;
     let (scheme, token) = text.split_once(' ')?;
-    scheme.eq_ignore_ascii_case("bearer").then(|| token.trim().to_owned())
+    scheme
+        .eq_ignore_ascii_case("bearer")
+        .then(|| token.trim().to_owned())
 }
 
 async fn finish<ResBody: From<String>>(
@@ -250,7 +267,10 @@ pub(crate) fn remove_set_cookie(headers: &mut http::HeaderMap, name: &str) {
 fn append_vary_cookie(headers: &mut http::HeaderMap) {
     let already = headers.get_all(VARY).iter().any(|v| {
         v.to_str()
-            .map(|s| s.split(',').any(|p| p.trim().eq_ignore_ascii_case("cookie") || p.trim() == "*"))
+            .map(|s| {
+                s.split(',')
+                    .any(|p| p.trim().eq_ignore_ascii_case("cookie") || p.trim() == "*")
+            })
             .unwrap_or(false)
     });
     if !already {

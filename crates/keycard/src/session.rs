@@ -3,8 +3,8 @@
 use crate::client::Binding;
 use crate::codec::CookieCodec;
 use crate::{
-    now_millis, reserved, ApplyOutcome, Change, ClientDetails, CreateError, Record, SessionError,
-    SessionConfig, SessionId, SessionKey, SessionStore, StoreError, UnixMillis, Update,
+    now_millis, reserved, ApplyOutcome, Change, ClientDetails, CreateError, Record, SessionConfig,
+    SessionError, SessionId, SessionKey, SessionStore, StoreError, UnixMillis, Update,
 };
 use serde::de::DeserializeOwned;
 use serde::Serialize;
@@ -121,14 +121,21 @@ const COOKIE_FORMAT_VERSION: u8 = 1;
 impl Session {
     pub(crate) fn new(ctx: Arc<Context>, presented: Presented, client: ClientDetails) -> Self {
         Session {
-            inner: Arc::new(Inner { ctx, presented, client, state: Mutex::new(State::default()) }),
+            inner: Arc::new(Inner {
+                ctx,
+                presented,
+                client,
+                state: Mutex::new(State::default()),
+            }),
         }
     }
 
     /// Reads a value, deserialized to `T`. `Ok(None)` when the key is absent.
     pub async fn get<T: DeserializeOwned>(&self, key: &str) -> Result<Option<T>, SessionError> {
         match self.get_value(key).await? {
-            Some(value) => serde_json::from_value(value).map(Some).map_err(SessionError::Deserialize),
+            Some(value) => serde_json::from_value(value)
+                .map(Some)
+                .map_err(SessionError::Deserialize),
             None => Ok(None),
         }
     }
@@ -143,7 +150,11 @@ impl Session {
     pub async fn insert<T: Serialize>(&self, key: &str, value: T) -> Result<(), SessionError> {
         check_key(key)?;
         let value = serde_json::to_value(value).map_err(SessionError::Serialize)?;
-        self.change(Change::Set { key: key.to_owned(), value }).await
+        self.change(Change::Set {
+            key: key.to_owned(),
+            value,
+        })
+        .await
     }
 
     /// Removes a value, returning it.
@@ -151,7 +162,10 @@ impl Session {
         check_key(key)?;
         let old = self.get_value(key).await?;
         if old.is_some() {
-            self.change(Change::Remove { key: key.to_owned() }).await?;
+            self.change(Change::Remove {
+                key: key.to_owned(),
+            })
+            .await?;
         }
         Ok(old)
     }
@@ -161,8 +175,15 @@ impl Session {
     pub async fn clear(&self) -> Result<(), SessionError> {
         let keys: Vec<String> = {
             let state = self.loaded().await?;
-            let Some(record) = &state.record else { return Ok(()) };
-            record.data.keys().filter(|k| !reserved::is_reserved(k)).cloned().collect()
+            let Some(record) = &state.record else {
+                return Ok(());
+            };
+            record
+                .data
+                .keys()
+                .filter(|k| !reserved::is_reserved(k))
+                .cloned()
+                .collect()
         };
         for key in keys {
             self.change(Change::Remove { key }).await?;
@@ -175,7 +196,11 @@ impl Session {
     /// requests never lose one (unlike a get followed by an insert).
     pub async fn increment(&self, key: &str, by: i64) -> Result<i64, SessionError> {
         check_key(key)?;
-        self.change(Change::Increment { key: key.to_owned(), by }).await?;
+        self.change(Change::Increment {
+            key: key.to_owned(),
+            by,
+        })
+        .await?;
         let value = self.get_value(key).await?;
         Ok(value.and_then(|v| v.as_i64()).unwrap_or(by))
     }
@@ -183,7 +208,10 @@ impl Session {
     /// Whether the session holds no value at all.
     pub async fn is_empty(&self) -> Result<bool, SessionError> {
         let state = self.loaded().await?;
-        Ok(state.record.as_ref().is_none_or(|r| r.data.is_empty() && r.user_id.is_none()))
+        Ok(state
+            .record
+            .as_ref()
+            .is_none_or(|r| r.data.is_empty() && r.user_id.is_none()))
     }
 
     /// Gives the session a new ID and keeps its data (call it whenever the
@@ -264,25 +292,40 @@ impl Session {
         &self,
         call: impl Future<Output = Result<T, StoreError>>,
     ) -> Result<T, SessionError> {
-        timed(&self.inner.ctx.config, call).await.map_err(SessionError::from)
+        timed(&self.inner.ctx.config, call)
+            .await
+            .map_err(SessionError::from)
     }
 
     /// Logs a user in on this session: sets the user, records the client for
     /// binding and listing, restarts both timeouts and rotates the ID (so an
     /// ID planted before login is useless after it: session fixation).
-    pub(crate) async fn set_login(&self, user_id: Option<String>, auth: Option<Value>) -> Result<(), SessionError> {
+    pub(crate) async fn set_login(
+        &self,
+        user_id: Option<String>,
+        auth: Option<Value>,
+    ) -> Result<(), SessionError> {
         let mut state = self.loaded().await?;
         let state = &mut *state;
         if state.record.is_none() {
             let now = now_millis();
-            let mut record = Record::new(now, self.inner.ctx.config.idle_ms(), self.inner.ctx.config.absolute_ms());
+            let mut record = Record::new(
+                now,
+                self.inner.ctx.config.idle_ms(),
+                self.inner.ctx.config.absolute_ms(),
+            );
             record.ip.clone_from(&self.inner.client.ip);
             record.user_agent.clone_from(&self.inner.client.user_agent);
             state.record = Some(record);
         }
         let change = match auth {
-            Some(value) => Change::Set { key: reserved::AUTH.into(), value },
-            None => Change::Remove { key: reserved::AUTH.into() },
+            Some(value) => Change::Set {
+                key: reserved::AUTH.into(),
+                value,
+            },
+            None => Change::Remove {
+                key: reserved::AUTH.into(),
+            },
         };
         push_change(state, change);
         if let Some(record) = &mut state.record {
@@ -305,7 +348,11 @@ impl Session {
 
     /// Sets a reserved value (for keycard's own modules).
     pub(crate) async fn set_reserved(&self, key: &str, value: Value) -> Result<(), SessionError> {
-        self.change(Change::Set { key: key.to_owned(), value }).await
+        self.change(Change::Set {
+            key: key.to_owned(),
+            value,
+        })
+        .await
     }
 
     async fn change(&self, change: Change) -> Result<(), SessionError> {
@@ -318,7 +365,11 @@ impl Session {
         }
         if state.record.is_none() {
             let now = now_millis();
-            let mut record = Record::new(now, self.inner.ctx.config.idle_ms(), self.inner.ctx.config.absolute_ms());
+            let mut record = Record::new(
+                now,
+                self.inner.ctx.config.idle_ms(),
+                self.inner.ctx.config.absolute_ms(),
+            );
             record.ip.clone_from(&self.inner.client.ip);
             record.user_agent.clone_from(&self.inner.client.user_agent);
             state.record = Some(record);
@@ -399,13 +450,20 @@ impl Session {
 
         let now = now_millis();
         if record.is_expired(now) {
-            let reason = if now >= record.absolute_deadline { "absolute" } else { "idle" };
+            let reason = if now >= record.absolute_deadline {
+                "absolute"
+            } else {
+                "idle"
+            };
             tracing::info!(target: "keycard::security", event = "session_expired", key = ?id.key(), timeout = reason, "session expired");
             state.stale_cookie = true;
             state.delete = Some(id);
             return Ok(());
         }
-        let recorded = ClientDetails { ip: record.ip.clone(), user_agent: record.user_agent.clone() };
+        let recorded = ClientDetails {
+            ip: record.ip.clone(),
+            user_agent: record.user_agent.clone(),
+        };
         let mut record = record;
         if !ctx.binding.allows(&recorded, &self.inner.client) && !self.is_bearer() {
             match ctx.binding.mode {
@@ -421,7 +479,10 @@ impl Session {
                         if auth.get("fresh") != Some(&Value::Bool(false)) {
                             let mut auth = auth.clone();
                             auth.insert("fresh".into(), Value::Bool(false));
-                            let change = Change::Set { key: reserved::AUTH.into(), value: Value::Object(auth) };
+                            let change = Change::Set {
+                                key: reserved::AUTH.into(),
+                                value: Value::Object(auth),
+                            };
                             change.apply_to(&mut record.data);
                             state.changes.push(change);
                         }
@@ -440,7 +501,11 @@ impl Session {
         let mut state = self.inner.state.lock().await;
         let touched = state.loaded;
         if state.abandoned {
-            return Ok(Committed { cookie: CookieAction::Keep, touched, authenticated: false });
+            return Ok(Committed {
+                cookie: CookieAction::Keep,
+                touched,
+                authenticated: false,
+            });
         }
         if let Some(error) = &state.failure {
             return Err(SessionError::Store(error.clone()));
@@ -449,7 +514,8 @@ impl Session {
         let result = match &ctx.backend {
             Backend::Store(store) => self.commit_to_store(&mut state, store.as_ref()).await,
             Backend::Cookie { codec, revocations } => {
-                self.commit_to_cookie(&mut state, codec.as_ref(), revocations.as_ref()).await
+                self.commit_to_cookie(&mut state, codec.as_ref(), revocations.as_ref())
+                    .await
             }
         };
         let cookie = match result {
@@ -468,7 +534,11 @@ impl Session {
             (_, action) => action,
         };
         let authenticated = state.record.as_ref().is_some_and(|r| r.user_id.is_some());
-        Ok(Committed { cookie, touched, authenticated })
+        Ok(Committed {
+            cookie,
+            touched,
+            authenticated,
+        })
     }
 
     fn pending_update(&self, state: &State, record: &Record, now: UnixMillis) -> Option<Update> {
@@ -503,7 +573,11 @@ impl Session {
         })
     }
 
-    async fn commit_to_store(&self, state: &mut State, store: &dyn SessionStore) -> Result<CookieAction, SessionError> {
+    async fn commit_to_store(
+        &self,
+        state: &mut State,
+        store: &dyn SessionStore,
+    ) -> Result<CookieAction, SessionError> {
         let config = &self.inner.ctx.config;
         let mut action = CookieAction::Keep;
         if let Some(old) = state.delete.take() {
@@ -511,14 +585,22 @@ impl Session {
             action = CookieAction::Clear;
         }
         let now = now_millis();
-        let Some(record) = state.record.clone() else { return Ok(action) };
+        let Some(record) = state.record.clone() else {
+            return Ok(action);
+        };
         let empty = record.data.is_empty() && record.user_id.is_none();
         match state.id.clone() {
             None if empty => Ok(action),
             None => {
                 let mut record = record;
                 if state.restart_clocks {
-                    record = Record { data: record.data, user_id: record.user_id, ip: record.ip, user_agent: record.user_agent, ..Record::new(now, config.idle_ms(), config.absolute_ms()) };
+                    record = Record {
+                        data: record.data,
+                        user_id: record.user_id,
+                        ip: record.ip,
+                        user_agent: record.user_agent,
+                        ..Record::new(now, config.idle_ms(), config.absolute_ms())
+                    };
                 }
                 for _ in 0..3 {
                     let id = SessionId::generate()?;
@@ -540,11 +622,15 @@ impl Session {
                 Ok(CookieAction::Clear)
             }
             Some(id) => {
-                let Some(update) = self.pending_update(state, &record, now) else { return Ok(action) };
+                let Some(update) = self.pending_update(state, &record, now) else {
+                    return Ok(action);
+                };
                 if state.cycle {
                     for _ in 0..3 {
                         let new_id = SessionId::generate()?;
-                        match timed_create(config, store.cycle(&id.key(), &new_id.key(), &update)).await {
+                        match timed_create(config, store.cycle(&id.key(), &new_id.key(), &update))
+                            .await
+                        {
                             Ok(ApplyOutcome::Applied) => {
                                 state.id = Some(new_id.clone());
                                 return Ok(CookieAction::Set(new_id.to_string()));
@@ -554,7 +640,10 @@ impl Session {
                             Err(CreateError::Store(error)) => return Err(error.into()),
                         }
                     }
-                    return Err(StoreError::Unavailable("could not allocate a unique session ID".into()).into());
+                    return Err(StoreError::Unavailable(
+                        "could not allocate a unique session ID".into(),
+                    )
+                    .into());
                 }
                 match timed(config, store.apply(&id.key(), &update)).await? {
                     ApplyOutcome::Applied => Ok(match config.cookie.max_age {
@@ -581,7 +670,9 @@ impl Session {
             action = CookieAction::Clear;
         }
         let now = now_millis();
-        let Some(mut record) = state.record.clone() else { return Ok(action) };
+        let Some(mut record) = state.record.clone() else {
+            return Ok(action);
+        };
         if record.data.is_empty() && record.user_id.is_none() {
             if let Some(id) = state.id.take() {
                 revoke_cookie_session(config, revocations, &id, Some(&record)).await?;
@@ -613,10 +704,14 @@ impl Session {
             }
         };
         let payload = encode_cookie_payload(&id, &record);
-        let value = codec.seal(&config.cookie.name, &payload).map_err(|e| match e {
-            crate::CodecError::TooLarge(size) => SessionError::CookieTooLarge { size },
-            _ => SessionError::CookieTooLarge { size: payload.len() },
-        })?;
+        let value = codec
+            .seal(&config.cookie.name, &payload)
+            .map_err(|e| match e {
+                crate::CodecError::TooLarge(size) => SessionError::CookieTooLarge { size },
+                _ => SessionError::CookieTooLarge {
+                    size: payload.len(),
+                },
+            })?;
         let size = config.cookie.set_cookie(&value).len();
         if size > 4096 {
             tracing::error!(target: "keycard", event = "cookie_too_large", size, "sealed session cookie over 4096 bytes; not sent");
@@ -699,12 +794,23 @@ async fn is_revoked(
     id: &SessionId,
     record: &Record,
 ) -> Result<bool, StoreError> {
-    if timed(config, revocations.load(&revocation_key(id))).await?.is_some_and(|r| !r.is_expired(now_millis())) {
+    if timed(config, revocations.load(&revocation_key(id)))
+        .await?
+        .is_some_and(|r| !r.is_expired(now_millis()))
+    {
         return Ok(true);
     }
-    let Some(user) = &record.user_id else { return Ok(false) };
-    let Some(marker) = timed(config, revocations.load(&not_before_key(user))).await? else { return Ok(false) };
-    let not_before = marker.data.get("not_before").and_then(Value::as_i64).unwrap_or(0);
+    let Some(user) = &record.user_id else {
+        return Ok(false);
+    };
+    let Some(marker) = timed(config, revocations.load(&not_before_key(user))).await? else {
+        return Ok(false);
+    };
+    let not_before = marker
+        .data
+        .get("not_before")
+        .and_then(Value::as_i64)
+        .unwrap_or(0);
     let login_at = record
         .data
         .get(reserved::AUTH)
@@ -722,9 +828,13 @@ async fn revoke_cookie_session(
 ) -> Result<(), StoreError> {
     let now = now_millis();
     // Kept until the cookie could no longer be accepted anyway.
-    let until = record.map_or(now.saturating_add(config.absolute_ms()), |r| r.absolute_deadline);
+    let until = record.map_or(now.saturating_add(config.absolute_ms()), |r| {
+        r.absolute_deadline
+    });
     let mut entry = Record::new(now, until - now, until - now);
-    entry.data.insert(reserved::KIND.into(), Value::from("revoked"));
+    entry
+        .data
+        .insert(reserved::KIND.into(), Value::from("revoked"));
     match timed_create(config, revocations.create(&revocation_key(id), &entry)).await {
         Ok(()) | Err(CreateError::DuplicateKey) => Ok(()),
         Err(CreateError::Store(error)) => Err(error),
@@ -750,14 +860,19 @@ pub(crate) async fn set_not_before(
         Ok(()) => Ok(()),
         Err(CreateError::DuplicateKey) => {
             let update = Update {
-                changes: vec![Change::Set { key: "not_before".into(), value: Value::from(at) }],
+                changes: vec![Change::Set {
+                    key: "not_before".into(),
+                    value: Value::from(at),
+                }],
                 user_id: None,
                 client: None,
                 last_seen: at,
                 idle_deadline: at.saturating_add(lifetime),
                 absolute_deadline: at.saturating_add(lifetime),
             };
-            timed(config, revocations.apply(&key, &update)).await.map(|_| ())
+            timed(config, revocations.apply(&key, &update))
+                .await
+                .map(|_| ())
         }
         Err(CreateError::Store(error)) => Err(error),
     }

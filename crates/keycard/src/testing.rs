@@ -44,7 +44,9 @@ macro_rules! conformance_tests {
 
 /// A fresh key nobody else uses.
 pub fn fresh_key() -> SessionKey {
-    SessionId::generate().map(|id| id.key()).unwrap_or_else(|_| SessionKey::derive("test", "fallback"))
+    SessionId::generate()
+        .map(|id| id.key())
+        .unwrap_or_else(|_| SessionKey::derive("test", "fallback"))
 }
 
 /// A fresh user ID nobody else uses.
@@ -88,7 +90,10 @@ pub async fn create_duplicate_fails(store: Arc<impl SessionStore>) {
     let first = record_with(json!({"who": "first"}));
     store.create(&key, &first).await.unwrap();
     let second = record_with(json!({"who": "second"}));
-    assert!(matches!(store.create(&key, &second).await, Err(CreateError::DuplicateKey)));
+    assert!(matches!(
+        store.create(&key, &second).await,
+        Err(CreateError::DuplicateKey)
+    ));
     assert_eq!(store.load(&key).await.unwrap(), Some(first));
 }
 
@@ -105,19 +110,43 @@ pub async fn apply_changes_in_order(store: Arc<impl SessionStore>) {
     let update = touch(
         &expected,
         vec![
-            Change::Set { key: "a".into(), value: json!({"nested": [1, 2]}) },
+            Change::Set {
+                key: "a".into(),
+                value: json!({"nested": [1, 2]}),
+            },
             Change::Remove { key: "b".into() },
-            Change::Increment { key: "n".into(), by: 5 },
-            Change::Increment { key: "n".into(), by: -2 },
-            Change::Increment { key: "c".into(), by: 1 },
+            Change::Increment {
+                key: "n".into(),
+                by: 5,
+            },
+            Change::Increment {
+                key: "n".into(),
+                by: -2,
+            },
+            Change::Increment {
+                key: "c".into(),
+                by: 1,
+            },
         ],
     );
-    assert_eq!(store.apply(&key, &update).await.unwrap(), ApplyOutcome::Applied);
+    assert_eq!(
+        store.apply(&key, &update).await.unwrap(),
+        ApplyOutcome::Applied
+    );
     expected.apply(&update);
     assert_eq!(store.load(&key).await.unwrap(), Some(expected.clone()));
     assert_eq!(expected.data["n"], json!(3));
 
-    let update = touch(&expected, vec![Change::Clear, Change::Set { key: "z".into(), value: json!(true) }]);
+    let update = touch(
+        &expected,
+        vec![
+            Change::Clear,
+            Change::Set {
+                key: "z".into(),
+                value: json!(true),
+            },
+        ],
+    );
     store.apply(&key, &update).await.unwrap();
     expected.apply(&update);
     let loaded = store.load(&key).await.unwrap().unwrap();
@@ -129,8 +158,17 @@ pub async fn apply_changes_in_order(store: Arc<impl SessionStore>) {
 pub async fn apply_to_missing_is_gone(store: Arc<impl SessionStore>) {
     let key = fresh_key();
     let record = record_with(json!({}));
-    let update = touch(&record, vec![Change::Set { key: "x".into(), value: json!(1) }]);
-    assert_eq!(store.apply(&key, &update).await.unwrap(), ApplyOutcome::Gone);
+    let update = touch(
+        &record,
+        vec![Change::Set {
+            key: "x".into(),
+            value: json!(1),
+        }],
+    );
+    assert_eq!(
+        store.apply(&key, &update).await.unwrap(),
+        ApplyOutcome::Gone
+    );
     assert_eq!(store.load(&key).await.unwrap(), None);
 }
 
@@ -157,7 +195,10 @@ pub async fn apply_sets_user_and_client(store: Arc<impl SessionStore>) {
     let user = fresh_user();
     let mut update = touch(&record, vec![]);
     update.user_id = Some(Some(user.clone()));
-    update.client = Some(ClientDetails { ip: Some("10.1.2.3".into()), user_agent: Some("UA é".into()) });
+    update.client = Some(ClientDetails {
+        ip: Some("10.1.2.3".into()),
+        user_agent: Some("UA é".into()),
+    });
     store.apply(&key, &update).await.unwrap();
     let loaded = store.load(&key).await.unwrap().unwrap();
     assert_eq!(loaded.user_id.as_deref(), Some(user.as_str()));
@@ -176,9 +217,18 @@ pub async fn cycle_moves_record(store: Arc<impl SessionStore>) {
     let record = record_with(json!({"cart": [1, 2, 3]}));
     store.create(&old, &record).await.unwrap();
     let user = fresh_user();
-    let mut update = touch(&record, vec![Change::Set { key: "step".into(), value: json!(2) }]);
+    let mut update = touch(
+        &record,
+        vec![Change::Set {
+            key: "step".into(),
+            value: json!(2),
+        }],
+    );
     update.user_id = Some(Some(user.clone()));
-    assert_eq!(store.cycle(&old, &new, &update).await.unwrap(), ApplyOutcome::Applied);
+    assert_eq!(
+        store.cycle(&old, &new, &update).await.unwrap(),
+        ApplyOutcome::Applied
+    );
     assert_eq!(store.load(&old).await.unwrap(), None);
     let loaded = store.load(&new).await.unwrap().unwrap();
     assert_eq!(loaded.data["cart"], json!([1, 2, 3]));
@@ -187,7 +237,13 @@ pub async fn cycle_moves_record(store: Arc<impl SessionStore>) {
     let listed = store.list_for_user(&user).await.unwrap();
     assert_eq!(listed.iter().map(|s| s.key).collect::<Vec<_>>(), vec![new]);
     // A write aimed at the old key after the rotation finds it gone.
-    let late = touch(&record, vec![Change::Set { key: "late".into(), value: json!(1) }]);
+    let late = touch(
+        &record,
+        vec![Change::Set {
+            key: "late".into(),
+            value: json!(1),
+        }],
+    );
     assert_eq!(store.apply(&old, &late).await.unwrap(), ApplyOutcome::Gone);
     assert_eq!(store.load(&old).await.unwrap(), None);
 }
@@ -196,7 +252,10 @@ pub async fn cycle_moves_record(store: Arc<impl SessionStore>) {
 pub async fn cycle_missing_is_gone(store: Arc<impl SessionStore>) {
     let (old, new) = (fresh_key(), fresh_key());
     let record = record_with(json!({}));
-    let outcome = store.cycle(&old, &new, &touch(&record, vec![])).await.unwrap();
+    let outcome = store
+        .cycle(&old, &new, &touch(&record, vec![]))
+        .await
+        .unwrap();
     assert_eq!(outcome, ApplyOutcome::Gone);
     assert_eq!(store.load(&new).await.unwrap(), None);
 }
@@ -204,7 +263,10 @@ pub async fn cycle_missing_is_gone(store: Arc<impl SessionStore>) {
 /// Delete removes the record; deleting again is fine.
 pub async fn delete_is_final(store: Arc<impl SessionStore>) {
     let key = fresh_key();
-    store.create(&key, &record_with(json!({"a": 1}))).await.unwrap();
+    store
+        .create(&key, &record_with(json!({"a": 1})))
+        .await
+        .unwrap();
     store.delete(&key).await.unwrap();
     assert_eq!(store.load(&key).await.unwrap(), None);
     store.delete(&key).await.unwrap();
@@ -219,8 +281,16 @@ pub async fn destroy_beats_late_write(store: Arc<impl SessionStore>) {
     let mut writers = Vec::new();
     for i in 0..20 {
         let writer = store.clone();
-        let update = touch(&record, vec![Change::Set { key: format!("k{i}"), value: json!(i) }]);
-        writers.push(tokio::spawn(async move { writer.apply(&key, &update).await.map(|_| ()) }));
+        let update = touch(
+            &record,
+            vec![Change::Set {
+                key: format!("k{i}"),
+                value: json!(i),
+            }],
+        );
+        writers.push(tokio::spawn(async move {
+            writer.apply(&key, &update).await.map(|_| ())
+        }));
         if i == 10 {
             store.delete(&key).await.unwrap();
         }
@@ -228,8 +298,17 @@ pub async fn destroy_beats_late_write(store: Arc<impl SessionStore>) {
     for writer in writers {
         writer.await.unwrap().unwrap();
     }
-    let update = touch(&record, vec![Change::Set { key: "after".into(), value: json!(1) }]);
-    assert_eq!(store.apply(&key, &update).await.unwrap(), ApplyOutcome::Gone);
+    let update = touch(
+        &record,
+        vec![Change::Set {
+            key: "after".into(),
+            value: json!(1),
+        }],
+    );
+    assert_eq!(
+        store.apply(&key, &update).await.unwrap(),
+        ApplyOutcome::Gone
+    );
     assert_eq!(store.load(&key).await.unwrap(), None);
 }
 
@@ -250,13 +329,22 @@ pub async fn list_and_delete_for_user(store: Arc<impl SessionStore>) {
     record.user_id = Some(other.clone());
     store.create(&other_key, &record).await.unwrap();
 
-    let mut listed: Vec<_> = store.list_for_user(&user).await.unwrap().into_iter().map(|s| s.key).collect();
+    let mut listed: Vec<_> = store
+        .list_for_user(&user)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|s| s.key)
+        .collect();
     listed.sort();
     let mut expected = keys.clone();
     expected.sort();
     assert_eq!(listed, expected);
 
-    assert_eq!(store.delete_for_user(&user, Some(&keys[0])).await.unwrap(), 2);
+    assert_eq!(
+        store.delete_for_user(&user, Some(&keys[0])).await.unwrap(),
+        2
+    );
     assert!(store.load(&keys[0]).await.unwrap().is_some());
     assert!(store.load(&keys[1]).await.unwrap().is_none());
     assert!(store.load(&keys[2]).await.unwrap().is_none());
@@ -302,8 +390,14 @@ pub async fn expired_records_are_not_served(store: Arc<impl SessionStore>) {
 pub async fn sweep_removes_expired(store: Arc<impl SessionStore>) {
     let now = now_millis();
     let (dead, live) = (fresh_key(), fresh_key());
-    store.create(&dead, &Record::new(now - 10_000, 1_000, 3_600_000)).await.unwrap();
-    store.create(&live, &Record::new(now, 60_000, 3_600_000)).await.unwrap();
+    store
+        .create(&dead, &Record::new(now - 10_000, 1_000, 3_600_000))
+        .await
+        .unwrap();
+    store
+        .create(&live, &Record::new(now, 60_000, 3_600_000))
+        .await
+        .unwrap();
     let mut total = 0;
     loop {
         let swept = store.sweep(now_millis(), 1_000).await.unwrap();
@@ -313,7 +407,11 @@ pub async fn sweep_removes_expired(store: Arc<impl SessionStore>) {
         }
     }
     let _ = total;
-    assert!(store.load(&dead).await.unwrap().is_none_or(|r| r.is_expired(now_millis())));
+    assert!(store
+        .load(&dead)
+        .await
+        .unwrap()
+        .is_none_or(|r| r.is_expired(now_millis())));
     assert!(store.load(&live).await.unwrap().is_some());
 }
 
@@ -325,7 +423,13 @@ pub async fn concurrent_distinct_keys_all_kept(store: Arc<impl SessionStore>) {
     let tasks: Vec<_> = (0..100)
         .map(|i| {
             let store = store.clone();
-            let update = touch(&record, vec![Change::Set { key: format!("k{i}"), value: json!(i) }]);
+            let update = touch(
+                &record,
+                vec![Change::Set {
+                    key: format!("k{i}"),
+                    value: json!(i),
+                }],
+            );
             tokio::spawn(async move { store.apply(&key, &update).await })
         })
         .collect();
@@ -334,7 +438,11 @@ pub async fn concurrent_distinct_keys_all_kept(store: Arc<impl SessionStore>) {
     }
     let loaded = store.load(&key).await.unwrap().unwrap();
     for i in 0..100 {
-        assert_eq!(loaded.data.get(&format!("k{i}")), Some(&json!(i)), "k{i} lost");
+        assert_eq!(
+            loaded.data.get(&format!("k{i}")),
+            Some(&json!(i)),
+            "k{i} lost"
+        );
     }
 }
 
@@ -346,7 +454,13 @@ pub async fn concurrent_increments_all_kept(store: Arc<impl SessionStore>) {
     let tasks: Vec<_> = (0..32)
         .map(|_| {
             let store = store.clone();
-            let update = touch(&record, vec![Change::Increment { key: "n".into(), by: 1 }]);
+            let update = touch(
+                &record,
+                vec![Change::Increment {
+                    key: "n".into(),
+                    by: 1,
+                }],
+            );
             tokio::spawn(async move {
                 for _ in 0..10 {
                     store.apply(&key, &update).await.unwrap();
@@ -376,7 +490,13 @@ pub async fn values_round_trip(store: Arc<impl SessionStore>) {
     });
     let record = record_with(data.clone());
     store.create(&key, &record).await.unwrap();
-    let update = touch(&record, vec![Change::Set { key: "ünï".into(), value: json!({"deep": [[]]}) }]);
+    let update = touch(
+        &record,
+        vec![Change::Set {
+            key: "ünï".into(),
+            value: json!({"deep": [[]]}),
+        }],
+    );
     store.apply(&key, &update).await.unwrap();
     let loaded = store.load(&key).await.unwrap().unwrap();
     for (k, v) in data.as_object().unwrap() {

@@ -24,7 +24,10 @@ fn forge(payload: &str, timestamp: &str) -> String {
     let signed = format!("{payload}.{timestamp}");
     let mut mac = Hmac::<Sha1>::new_from_slice(&key).unwrap();
     mac.update(signed.as_bytes());
-    format!("{signed}.{}", URL_SAFE_NO_PAD.encode(mac.finalize().into_bytes()))
+    format!(
+        "{signed}.{}",
+        URL_SAFE_NO_PAD.encode(mac.finalize().into_bytes())
+    )
 }
 
 fn zlib(data: &[u8]) -> Vec<u8> {
@@ -52,11 +55,17 @@ fn zip_bomb_with_a_valid_signature_is_too_large() {
     let bomb = zlib(&vec![b' '; 2 << 20]);
     let cookie = forge(&format!(".{}", URL_SAFE_NO_PAD.encode(&bomb)), "ZVPxAA");
     assert!(cookie.len() < 4000, "bomb cookie is {} bytes", cookie.len());
-    assert!(matches!(codec().decode(&cookie), Err(CodecError::TooLarge(_))));
+    assert!(matches!(
+        codec().decode(&cookie),
+        Err(CodecError::TooLarge(_))
+    ));
     // Exactly at the cap is fine.
     let json = format!(r#"{{"a":"{}"}}"#, "x".repeat(64 * 1024 - 8));
     assert_eq!(json.len(), 64 * 1024);
-    let cookie = forge(&format!(".{}", URL_SAFE_NO_PAD.encode(zlib(json.as_bytes()))), "ZVPxAA");
+    let cookie = forge(
+        &format!(".{}", URL_SAFE_NO_PAD.encode(zlib(json.as_bytes()))),
+        "ZVPxAA",
+    );
     assert!(codec().decode(&cookie).is_ok());
 }
 
@@ -64,11 +73,11 @@ fn zip_bomb_with_a_valid_signature_is_too_large() {
 fn signed_but_wrong_shapes_are_malformed() {
     let b64 = |s: &str| URL_SAFE_NO_PAD.encode(s);
     for (payload, timestamp) in [
-        (b64("[1]"), "ZVPxAA".to_owned()),                // not an object
-        (b64("{\"a\":"), "ZVPxAA".to_owned()),            // not JSON
-        (b64("{\"a\":NaN}"), "ZVPxAA".to_owned()),        // Python-only JSON
-        (b64("{\"a\":{\" b\":5}}"), "ZVPxAA".to_owned()), // bad tag
-        (b64("{\" t\":[]}"), "ZVPxAA".to_owned()),        // a tuple, not a dict
+        (b64("[1]"), "ZVPxAA".to_owned()),                 // not an object
+        (b64("{\"a\":"), "ZVPxAA".to_owned()),             // not JSON
+        (b64("{\"a\":NaN}"), "ZVPxAA".to_owned()),         // Python-only JSON
+        (b64("{\"a\":{\" b\":5}}"), "ZVPxAA".to_owned()),  // bad tag
+        (b64("{\" t\":[]}"), "ZVPxAA".to_owned()),         // a tuple, not a dict
         (".AAAA".to_owned(), "ZVPxAA".to_owned()),         // bad zlib
         ("!!".to_owned(), "ZVPxAA".to_owned()),            // bad base64
         (b64("{}"), "AAAAAAAAAAAA".to_owned()),            // 9-byte timestamp
@@ -83,7 +92,10 @@ fn signed_but_wrong_shapes_are_malformed() {
         );
     }
     let deep = format!("{}1{}", "[".repeat(5000), "]".repeat(5000));
-    let cookie = forge(&URL_SAFE_NO_PAD.encode(format!("{{\"a\":{deep}}}")), "ZVPxAA");
+    let cookie = forge(
+        &URL_SAFE_NO_PAD.encode(format!("{{\"a\":{deep}}}")),
+        "ZVPxAA",
+    );
     assert!(codec().decode(&cookie).is_err());
 }
 
@@ -93,11 +105,14 @@ fn value() -> impl Strategy<Value = FlaskValue> {
         any::<bool>().prop_map(FlaskValue::Bool),
         any::<i64>().prop_map(FlaskValue::from),
         any::<u64>().prop_map(FlaskValue::from),
-        any::<i32>().prop_map(|i| FlaskValue::Number(serde_json::Number::from_f64(f64::from(i) / 8.0).unwrap())),
+        any::<i32>().prop_map(|i| FlaskValue::Number(
+            serde_json::Number::from_f64(f64::from(i) / 8.0).unwrap()
+        )),
         any::<String>().prop_map(FlaskValue::String),
         proptest::collection::vec(any::<u8>(), 0..40).prop_map(FlaskValue::Bytes),
         any::<u128>().prop_map(FlaskValue::Uuid),
-        (-50_000_000_000i64..250_000_000_000).prop_map(|s| FlaskValue::DateTime(HttpDate::from_unix(s).unwrap())),
+        (-50_000_000_000i64..250_000_000_000)
+            .prop_map(|s| FlaskValue::DateTime(HttpDate::from_unix(s).unwrap())),
         any::<String>().prop_map(FlaskValue::Markup),
     ];
     let key = prop_oneof![

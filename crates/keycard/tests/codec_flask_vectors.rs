@@ -73,7 +73,9 @@ fn python_type(value: &FlaskValue) -> &'static str {
 
 fn reader(vectors: &Vectors) -> FlaskCodec {
     // The vectors are old: read them without the age check.
-    FlaskCodec::new(&vectors.secret).with_fallbacks(&vectors.fallbacks).without_max_age()
+    FlaskCodec::new(&vectors.secret)
+        .with_fallbacks(&vectors.fallbacks)
+        .without_max_age()
 }
 
 #[test]
@@ -81,9 +83,14 @@ fn keycard_reads_every_flask_vector() {
     let vectors = load();
     let codec = reader(&vectors);
     assert!(vectors.vectors.len() >= 10);
-    assert!(vectors.vectors.iter().any(|v| v.compressed), "no compressed vector");
+    assert!(
+        vectors.vectors.iter().any(|v| v.compressed),
+        "no compressed vector"
+    );
     for v in &vectors.vectors {
-        let session = codec.decode(&v.cookie).unwrap_or_else(|e| panic!("{}: {e}", v.name));
+        let session = codec
+            .decode(&v.cookie)
+            .unwrap_or_else(|e| panic!("{}: {e}", v.name));
         assert_eq!(session.to_tagged_json(), v.session, "{}", v.name);
         assert_eq!(session.issued_at, v.timestamp, "{}", v.name);
         assert_eq!(session.stale_key, v.secret != vectors.secret, "{}", v.name);
@@ -102,16 +109,35 @@ fn tagged_vector_decodes_to_rust_types() {
     let vectors = load();
     let v = vectors.vectors.iter().find(|v| v.name == "tagged").unwrap();
     let session = reader(&vectors).decode(&v.cookie).unwrap();
-    assert_eq!(session.get("bytes"), Some(&FlaskValue::Bytes(vec![0, 1, 255])));
-    assert_eq!(session.get("uuid"), Some(&FlaskValue::Uuid(0x12345678123456781234567812345678)));
-    assert_eq!(session.get("markup"), Some(&FlaskValue::Markup("<b>bold</b> &amp;".into())));
-    let Some(FlaskValue::DateTime(when)) = session.get("when") else { panic!("no datetime") };
+    assert_eq!(
+        session.get("bytes"),
+        Some(&FlaskValue::Bytes(vec![0, 1, 255]))
+    );
+    assert_eq!(
+        session.get("uuid"),
+        Some(&FlaskValue::Uuid(0x12345678123456781234567812345678))
+    );
+    assert_eq!(
+        session.get("markup"),
+        Some(&FlaskValue::Markup("<b>bold</b> &amp;".into()))
+    );
+    let Some(FlaskValue::DateTime(when)) = session.get("when") else {
+        panic!("no datetime")
+    };
     assert_eq!(when.unix(), 1_445_412_480);
     assert_eq!(
         session.get("tuple"),
-        Some(&FlaskValue::Tuple(vec![1.into(), "two".into(), FlaskValue::Tuple(vec![])]))
+        Some(&FlaskValue::Tuple(vec![
+            1.into(),
+            "two".into(),
+            FlaskValue::Tuple(vec![])
+        ]))
     );
-    let escaped = vectors.vectors.iter().find(|v| v.name == "escaped_top_level").unwrap();
+    let escaped = vectors
+        .vectors
+        .iter()
+        .find(|v| v.name == "escaped_top_level")
+        .unwrap();
     let session = reader(&vectors).decode(&escaped.cookie).unwrap();
     assert_eq!(session.get(" b"), Some(&FlaskValue::from("not bytes")));
 }
@@ -140,12 +166,21 @@ fn vectors_expire_after_flasks_default_lifetime() {
     let v = &vectors.vectors[0];
     let lifetime = 31 * 24 * 3600;
     assert!(codec.decode_at(&v.cookie, v.timestamp + lifetime).is_ok());
-    assert_eq!(codec.decode_at(&v.cookie, v.timestamp + lifetime + 1), Err(CodecError::Expired));
+    assert_eq!(
+        codec.decode_at(&v.cookie, v.timestamp + lifetime + 1),
+        Err(CodecError::Expired)
+    );
     assert_eq!(codec.decode(&v.cookie), Err(CodecError::Expired)); // today
-    assert_eq!(codec.decode_at(&v.cookie, v.timestamp - 1), Err(CodecError::Expired));
+    assert_eq!(
+        codec.decode_at(&v.cookie, v.timestamp - 1),
+        Err(CodecError::Expired)
+    );
     let short = FlaskCodec::new(&vectors.secret).with_max_age(Duration::from_secs(60));
     assert!(short.decode_at(&v.cookie, v.timestamp + 60).is_ok());
-    assert_eq!(short.decode_at(&v.cookie, v.timestamp + 61), Err(CodecError::Expired));
+    assert_eq!(
+        short.decode_at(&v.cookie, v.timestamp + 61),
+        Err(CodecError::Expired)
+    );
 }
 
 #[test]
@@ -155,16 +190,31 @@ fn vectors_reject_tampering_and_wrong_keys() {
     let wrong = FlaskCodec::new("not the secret").without_max_age();
     let no_fallback = FlaskCodec::new(&vectors.secret).without_max_age();
     for v in &vectors.vectors {
-        assert_eq!(wrong.decode(&v.cookie), Err(CodecError::BadSignature), "{}", v.name);
+        assert_eq!(
+            wrong.decode(&v.cookie),
+            Err(CodecError::BadSignature),
+            "{}",
+            v.name
+        );
         if v.secret != vectors.secret {
             assert_eq!(no_fallback.decode(&v.cookie), Err(CodecError::BadSignature));
         }
         // Change one character anywhere: payload, timestamp or signature.
-        for at in [0, 1, v.cookie.len() / 2, v.cookie.len() - 30, v.cookie.len() - 1] {
+        for at in [
+            0,
+            1,
+            v.cookie.len() / 2,
+            v.cookie.len() - 30,
+            v.cookie.len() - 1,
+        ] {
             let mut bytes = v.cookie.clone().into_bytes();
             bytes[at] = if bytes[at] == b'A' { b'B' } else { b'A' };
             let tampered = String::from_utf8(bytes).unwrap();
-            assert!(codec.decode(&tampered).is_err(), "{}: changed at {at}", v.name);
+            assert!(
+                codec.decode(&tampered).is_err(),
+                "{}: changed at {at}",
+                v.name
+            );
         }
         // Truncated.
         assert!(codec.decode(&v.cookie[..v.cookie.len() - 1]).is_err());
@@ -176,5 +226,8 @@ fn vectors_reject_tampering_and_wrong_keys() {
 fn a_session_from_plain_json_is_flask_ready() {
     let map = serde_json::json!({"user": "ada", "roles": ["admin"]});
     let session = FlaskSession::from(map.as_object().unwrap().clone());
-    assert_eq!(session.to_json_string().unwrap(), r#"{"roles":["admin"],"user":"ada"}"#);
+    assert_eq!(
+        session.to_json_string().unwrap(),
+        r#"{"roles":["admin"],"user":"ada"}"#
+    );
 }

@@ -11,8 +11,12 @@ type Make = fn(&KeyRing, &str) -> Box<dyn CookieCodec>;
 
 fn codecs() -> [(&'static str, Make); 2] {
     [
-        ("sealed", |ring, purpose| Box::new(SealedCodec::new(ring, purpose))),
-        ("signed", |ring, purpose| Box::new(SignedCodec::new(ring, purpose))),
+        ("sealed", |ring, purpose| {
+            Box::new(SealedCodec::new(ring, purpose))
+        }),
+        ("signed", |ring, purpose| {
+            Box::new(SignedCodec::new(ring, purpose))
+        }),
     ]
 }
 
@@ -30,7 +34,9 @@ fn bit_flips(value: &str) -> Vec<String> {
     // In the text: every bit of the first, middle and last 8 characters that
     // keeps the text valid UTF-8.
     let len = value.len();
-    let positions = (0..8.min(len)).chain(len / 2..(len / 2 + 8).min(len)).chain(len.saturating_sub(8)..len);
+    let positions = (0..8.min(len))
+        .chain(len / 2..(len / 2 + 8).min(len))
+        .chain(len.saturating_sub(8)..len);
     for at in positions {
         for bit in 0..8 {
             let mut bytes = value.as_bytes().to_vec();
@@ -45,7 +51,9 @@ fn bit_flips(value: &str) -> Vec<String> {
     for (index, part) in parts.iter().enumerate() {
         let decoded = URL_SAFE_NO_PAD.decode(part).unwrap();
         let n = decoded.len();
-        let positions = (0..4.min(n)).chain(n / 2..(n / 2 + 4).min(n)).chain(n.saturating_sub(16)..n);
+        let positions = (0..4.min(n))
+            .chain(n / 2..(n / 2 + 4).min(n))
+            .chain(n.saturating_sub(16)..n);
         for at in positions {
             for bit in 0..8 {
                 let mut bytes = decoded.clone();
@@ -76,12 +84,17 @@ fn round_trip_and_fresh_key_is_not_stale() {
 fn any_single_bit_flip_is_rejected() {
     for (kind, make) in codecs() {
         let codec = make(&ring(), "session");
-        let value = codec.seal(NAME, b"user=42; role=admin; a payload of some length").unwrap();
+        let value = codec
+            .seal(NAME, b"user=42; role=admin; a payload of some length")
+            .unwrap();
         let flips = bit_flips(&value);
         assert!(flips.len() > 200, "{kind}: only {} flips", flips.len());
         for flipped in flips {
             assert_ne!(flipped, value);
-            assert!(codec.open(NAME, &flipped).is_err(), "{kind}: accepted {flipped}");
+            assert!(
+                codec.open(NAME, &flipped).is_err(),
+                "{kind}: accepted {flipped}"
+            );
         }
     }
 }
@@ -92,12 +105,21 @@ fn truncation_is_rejected() {
         let codec = make(&ring(), "session");
         let value = codec.seal(NAME, b"some payload").unwrap();
         for end in 0..value.len() {
-            assert!(codec.open(NAME, &value[..end]).is_err(), "{kind}: prefix {end}");
+            assert!(
+                codec.open(NAME, &value[..end]).is_err(),
+                "{kind}: prefix {end}"
+            );
         }
         for start in 1..value.len() {
-            assert!(codec.open(NAME, &value[start..]).is_err(), "{kind}: suffix {start}");
+            assert!(
+                codec.open(NAME, &value[start..]).is_err(),
+                "{kind}: suffix {start}"
+            );
         }
-        assert!(codec.open(NAME, &format!("{value}A")).is_err(), "{kind}: extended");
+        assert!(
+            codec.open(NAME, &format!("{value}A")).is_err(),
+            "{kind}: extended"
+        );
     }
 }
 
@@ -108,9 +130,16 @@ fn another_key_is_rejected() {
         let a = make(&KeyRing::from_keys([(1, [1; 32])]).unwrap(), "session");
         let b = make(&KeyRing::from_keys([(1, [2; 32])]).unwrap(), "session");
         let value = a.seal(NAME, b"payload").unwrap();
-        assert_eq!(b.open(NAME, &value), Err(CodecError::BadSignature), "{kind}");
+        assert_eq!(
+            b.open(NAME, &value),
+            Err(CodecError::BadSignature),
+            "{kind}"
+        );
         // Another ring altogether (generated: ID 1, random key).
-        assert_eq!(make(&ring(), "session").open(NAME, &value), Err(CodecError::BadSignature));
+        assert_eq!(
+            make(&ring(), "session").open(NAME, &value),
+            Err(CodecError::BadSignature)
+        );
     }
 }
 
@@ -121,12 +150,28 @@ fn bound_to_cookie_name_and_purpose() {
         let session = make(&ring, "session");
         let value = session.seal("a", b"payload").unwrap();
         assert!(session.open("a", &value).is_ok());
-        assert_eq!(session.open("b", &value), Err(CodecError::BadSignature), "{kind}: name");
-        assert_eq!(session.open("A", &value), Err(CodecError::BadSignature), "{kind}: case");
-        assert_eq!(session.open("a ", &value), Err(CodecError::BadSignature), "{kind}: space");
+        assert_eq!(
+            session.open("b", &value),
+            Err(CodecError::BadSignature),
+            "{kind}: name"
+        );
+        assert_eq!(
+            session.open("A", &value),
+            Err(CodecError::BadSignature),
+            "{kind}: case"
+        );
+        assert_eq!(
+            session.open("a ", &value),
+            Err(CodecError::BadSignature),
+            "{kind}: space"
+        );
         for purpose in ["remember", "csrf", "bearer", "signed", "Session", ""] {
             let other = make(&ring, purpose);
-            assert_eq!(other.open("a", &value), Err(CodecError::BadSignature), "{kind}: {purpose}");
+            assert_eq!(
+                other.open("a", &value),
+                Err(CodecError::BadSignature),
+                "{kind}: {purpose}"
+            );
         }
     }
 }
@@ -136,8 +181,12 @@ fn sealed_and_signed_values_are_not_interchangeable() {
     let ring = ring();
     let sealed = SealedCodec::new(&ring, "session");
     let signed = SignedCodec::new(&ring, "session");
-    assert!(signed.open(NAME, &sealed.seal(NAME, b"x").unwrap()).is_err());
-    assert!(sealed.open(NAME, &signed.seal(NAME, b"x").unwrap()).is_err());
+    assert!(signed
+        .open(NAME, &sealed.seal(NAME, b"x").unwrap())
+        .is_err());
+    assert!(sealed
+        .open(NAME, &signed.seal(NAME, b"x").unwrap())
+        .is_err());
 }
 
 #[test]
@@ -157,12 +206,20 @@ fn rotation_keeps_old_values_open_but_stale() {
         let resealed = after.seal(NAME, &opened.payload).unwrap();
         assert!(!after.open(NAME, &resealed).unwrap().stale_key, "{kind}");
         // The codec from before the rotation does not know the new key.
-        assert_eq!(before.open(NAME, &resealed), Err(CodecError::UnknownKey), "{kind}");
+        assert_eq!(
+            before.open(NAME, &resealed),
+            Err(CodecError::UnknownKey),
+            "{kind}"
+        );
 
         // Once the old key is removed from the ring, its values are unknown.
         ring.remove(old_id).unwrap();
         let pruned = make(&ring, "session");
-        assert_eq!(pruned.open(NAME, &old_value), Err(CodecError::UnknownKey), "{kind}");
+        assert_eq!(
+            pruned.open(NAME, &old_value),
+            Err(CodecError::UnknownKey),
+            "{kind}"
+        );
         assert!(pruned.open(NAME, &resealed).is_ok(), "{kind}");
     }
 }
@@ -175,8 +232,21 @@ fn ring_reloaded_from_file_or_env_opens_the_same_values() {
         let value = make(&ring, "session").seal(NAME, b"payload").unwrap();
         let from_file = KeyRing::parse(&ring.to_file_string()).unwrap();
         let from_env = KeyRing::from_env_value(&ring.to_env_value()).unwrap();
-        assert_eq!(make(&from_file, "session").open(NAME, &value).unwrap().payload, b"payload");
-        assert_eq!(make(&from_env, "session").open(NAME, &value).unwrap().payload, b"payload", "{kind}");
+        assert_eq!(
+            make(&from_file, "session")
+                .open(NAME, &value)
+                .unwrap()
+                .payload,
+            b"payload"
+        );
+        assert_eq!(
+            make(&from_env, "session")
+                .open(NAME, &value)
+                .unwrap()
+                .payload,
+            b"payload",
+            "{kind}"
+        );
     }
 }
 
@@ -192,7 +262,10 @@ fn cookies_over_4096_bytes_are_refused_not_truncated() {
         let value = codec.seal(NAME, &vec![7u8; fits]).unwrap();
         let size = NAME.len() + 1 + value.len() + 100;
         assert!(size <= MAX_COOKIE_SIZE, "{kind}: {size}");
-        assert!(size > MAX_COOKIE_SIZE - 4, "{kind}: refused too early at {size}");
+        assert!(
+            size > MAX_COOKIE_SIZE - 4,
+            "{kind}: refused too early at {size}"
+        );
         assert_eq!(codec.open(NAME, &value).unwrap().payload.len(), fits);
         match codec.seal(NAME, &vec![7u8; fits + 1]) {
             Err(CodecError::TooLarge(size)) => assert!(size > MAX_COOKIE_SIZE, "{kind}"),
@@ -204,10 +277,16 @@ fn cookies_over_4096_bytes_are_refused_not_truncated() {
         }
         // A longer name leaves less room.
         let long_name = "n".repeat(1000);
-        assert!(matches!(codec.seal(&long_name, &vec![7u8; fits]), Err(CodecError::TooLarge(_))));
+        assert!(matches!(
+            codec.seal(&long_name, &vec![7u8; fits]),
+            Err(CodecError::TooLarge(_))
+        ));
         // Opening refuses oversized input before decoding it.
         let huge = "A".repeat(MAX_COOKIE_SIZE + 1);
-        assert_eq!(codec.open(NAME, &huge), Err(CodecError::TooLarge(MAX_COOKIE_SIZE + 1)));
+        assert_eq!(
+            codec.open(NAME, &huge),
+            Err(CodecError::TooLarge(MAX_COOKIE_SIZE + 1))
+        );
     }
 }
 
@@ -216,7 +295,10 @@ fn garbage_is_malformed() {
     for (kind, make) in codecs() {
         let codec = make(&ring(), "session");
         for bad in ["", "=", "....", "not base64!", "AAAA", "é", "\0", "a.b.c"] {
-            assert!(matches!(codec.open(NAME, bad), Err(CodecError::Malformed(_))), "{kind}: {bad:?}");
+            assert!(
+                matches!(codec.open(NAME, bad), Err(CodecError::Malformed(_))),
+                "{kind}: {bad:?}"
+            );
         }
     }
 }

@@ -5,8 +5,8 @@ mod support;
 use axum::extract::Path;
 use axum::routing::{self, post};
 use axum::Router;
-use keycard::{SessionConfig, SessionId, SessionLayer, SessionStore};
 use keycard::Session;
+use keycard::{SessionConfig, SessionId, SessionLayer, SessionStore};
 use std::time::Duration;
 use support::{client, serve, set_cookie, set_cookie_header, ProbeStore};
 
@@ -15,30 +15,61 @@ const NAME: &str = "__Host-keycard";
 fn app(store: ProbeStore, config: SessionConfig) -> Router {
     Router::new()
         .route("/plain", routing::get(|| async { "no session here" }))
-        .route("/get/{key}", routing::get(|Path(key): Path<String>, s: Session| async move {
-            Ok::<_, keycard::SessionError>(s.get_value(&key).await?.map(|v| v.to_string()).unwrap_or_default())
-        }))
-        .route("/set/{key}/{value}", post(|Path((key, value)): Path<(String, String)>, s: Session| async move {
-            s.insert(&key, value).await
-        }))
-        .route("/incr", post(|s: Session| async move { s.increment("n", 1).await.map(|n| n.to_string()) }))
-        .route("/slow-set/{key}", post(|Path(key): Path<String>, s: Session| async move {
-            s.get_value("x").await?;
-            tokio::time::sleep(Duration::from_millis(300)).await;
-            s.insert(&key, 1).await
-        }))
-        .route("/insert-remove", post(|s: Session| async move {
-            s.insert("tmp", 1).await?;
-            s.remove("tmp").await.map(|_| ())
-        }))
-        .route("/cycle", post(|s: Session| async move { s.cycle_id().await }))
-        .route("/destroy", post(|s: Session| async move { s.destroy().await }))
-        .route("/reserved", post(|s: Session| async move {
-            match s.insert("keycard.auth", 1).await {
-                Err(keycard::SessionError::ReservedKey(_)) => "refused",
-                _ => "accepted",
-            }
-        }))
+        .route(
+            "/get/{key}",
+            routing::get(|Path(key): Path<String>, s: Session| async move {
+                Ok::<_, keycard::SessionError>(
+                    s.get_value(&key)
+                        .await?
+                        .map(|v| v.to_string())
+                        .unwrap_or_default(),
+                )
+            }),
+        )
+        .route(
+            "/set/{key}/{value}",
+            post(
+                |Path((key, value)): Path<(String, String)>, s: Session| async move {
+                    s.insert(&key, value).await
+                },
+            ),
+        )
+        .route(
+            "/incr",
+            post(|s: Session| async move { s.increment("n", 1).await.map(|n| n.to_string()) }),
+        )
+        .route(
+            "/slow-set/{key}",
+            post(|Path(key): Path<String>, s: Session| async move {
+                s.get_value("x").await?;
+                tokio::time::sleep(Duration::from_millis(300)).await;
+                s.insert(&key, 1).await
+            }),
+        )
+        .route(
+            "/insert-remove",
+            post(|s: Session| async move {
+                s.insert("tmp", 1).await?;
+                s.remove("tmp").await.map(|_| ())
+            }),
+        )
+        .route(
+            "/cycle",
+            post(|s: Session| async move { s.cycle_id().await }),
+        )
+        .route(
+            "/destroy",
+            post(|s: Session| async move { s.destroy().await }),
+        )
+        .route(
+            "/reserved",
+            post(|s: Session| async move {
+                match s.insert("keycard.auth", 1).await {
+                    Err(keycard::SessionError::ReservedKey(_)) => "refused",
+                    _ => "accepted",
+                }
+            }),
+        )
         .layer(SessionLayer::new(store).with_config(config))
 }
 
@@ -52,34 +83,58 @@ fn cookie(id: &str) -> String {
 }
 
 async fn new_session(base: &str) -> String {
-    let r = client().post(format!("{base}/set/theme/dark")).send().await.unwrap();
+    let r = client()
+        .post(format!("{base}/set/theme/dark"))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.status(), 200);
     set_cookie(&r, NAME).expect("a new session sets the cookie")
 }
 
 async fn get(base: &str, path: &str, id: &str) -> reqwest::Response {
-    client().get(format!("{base}{path}")).header("cookie", cookie(id)).send().await.unwrap()
+    client()
+        .get(format!("{base}{path}"))
+        .header("cookie", cookie(id))
+        .send()
+        .await
+        .unwrap()
 }
 
 async fn post_with(base: &str, path: &str, id: &str) -> reqwest::Response {
-    client().post(format!("{base}{path}")).header("cookie", cookie(id)).send().await.unwrap()
+    client()
+        .post(format!("{base}{path}"))
+        .header("cookie", cookie(id))
+        .send()
+        .await
+        .unwrap()
 }
 
 #[tokio::test]
 async fn new_session_cookie_has_secure_defaults() {
     let (base, store) = start(SessionConfig::default()).await;
-    let r = client().post(format!("{base}/set/theme/dark")).send().await.unwrap();
+    let r = client()
+        .post(format!("{base}/set/theme/dark"))
+        .send()
+        .await
+        .unwrap();
     let header = set_cookie_header(&r, NAME).unwrap();
     assert_eq!(r.headers()["cache-control"], "no-store");
     for attr in ["; Path=/", "; Secure", "; HttpOnly", "; SameSite=Lax"] {
         assert!(header.contains(attr), "{header} lacks {attr}");
     }
-    assert!(!header.contains("Max-Age") && !header.contains("Domain"), "{header}");
+    assert!(
+        !header.contains("Max-Age") && !header.contains("Domain"),
+        "{header}"
+    );
     let id = set_cookie(&r, NAME).unwrap();
     let parsed = SessionId::parse(&id).expect("256-bit base64url ID");
     // The store files the record under the hash of the ID, never the ID.
     assert!(store.inner.load(&parsed.key()).await.unwrap().is_some());
-    assert_eq!(get(&base, "/get/theme", &id).await.text().await.unwrap(), "\"dark\"");
+    assert_eq!(
+        get(&base, "/get/theme", &id).await.text().await.unwrap(),
+        "\"dark\""
+    );
 }
 
 #[tokio::test]
@@ -104,10 +159,18 @@ async fn read_only_traffic_does_not_write_every_time() {
         let r = get(&base, "/get/theme", &id).await;
         assert_eq!(r.headers()["vary"], "Cookie");
     }
-    assert_eq!(store.writes(), writes, "reads within the touch interval must not write");
+    assert_eq!(
+        store.writes(),
+        writes,
+        "reads within the touch interval must not write"
+    );
     tokio::time::sleep(Duration::from_millis(1_100)).await;
     get(&base, "/get/theme", &id).await;
-    assert_eq!(store.writes(), writes + 1, "a read after a quarter of the idle timeout touches once");
+    assert_eq!(
+        store.writes(),
+        writes + 1,
+        "a read after a quarter of the idle timeout touches once"
+    );
 }
 
 #[tokio::test]
@@ -117,11 +180,19 @@ async fn idle_timeout_is_enforced_server_side_and_reads_extend_it() {
     let id = new_session(&base).await;
     for _ in 0..4 {
         tokio::time::sleep(Duration::from_millis(500)).await;
-        assert_eq!(get(&base, "/get/theme", &id).await.text().await.unwrap(), "\"dark\"", "reads keep it alive");
+        assert_eq!(
+            get(&base, "/get/theme", &id).await.text().await.unwrap(),
+            "\"dark\"",
+            "reads keep it alive"
+        );
     }
     tokio::time::sleep(Duration::from_millis(1_400)).await;
     let r = get(&base, "/get/theme", &id).await;
-    assert_eq!(set_cookie(&r, NAME).as_deref(), Some(""), "the stale cookie is cleared");
+    assert_eq!(
+        set_cookie(&r, NAME).as_deref(),
+        Some(""),
+        "the stale cookie is cleared"
+    );
     assert_eq!(r.text().await.unwrap(), "");
 }
 
@@ -133,9 +204,15 @@ async fn absolute_timeout_ends_an_active_session() {
     let (base, _store) = start(config).await;
     let id = new_session(&base).await;
     tokio::time::sleep(Duration::from_millis(700)).await;
-    assert_eq!(get(&base, "/get/theme", &id).await.text().await.unwrap(), "\"dark\"");
+    assert_eq!(
+        get(&base, "/get/theme", &id).await.text().await.unwrap(),
+        "\"dark\""
+    );
     tokio::time::sleep(Duration::from_millis(1_000)).await;
-    assert_eq!(get(&base, "/get/theme", &id).await.text().await.unwrap(), "");
+    assert_eq!(
+        get(&base, "/get/theme", &id).await.text().await.unwrap(),
+        ""
+    );
 }
 
 #[tokio::test]
@@ -165,20 +242,47 @@ async fn garbage_tampered_oversized_and_duplicate_cookies_never_500() {
         format!("{NAME}=%00%ff\\\"'"),
     ];
     for value in cases {
-        let r = client().get(format!("{base}/get/theme")).header("cookie", &value).send().await.unwrap();
-        assert!(r.status() != 500, "{} for {}", r.status(), &value[..value.len().min(60)]);
+        let r = client()
+            .get(format!("{base}/get/theme"))
+            .header("cookie", &value)
+            .send()
+            .await
+            .unwrap();
+        assert!(
+            r.status() != 500,
+            "{} for {}",
+            r.status(),
+            &value[..value.len().min(60)]
+        );
         if r.status() == 200 {
             let body = r.text().await.unwrap();
             let legit = value.starts_with("x=");
-            assert_eq!(body.is_empty(), !legit, "cookie {}", &value[..value.len().min(60)]);
+            assert_eq!(
+                body.is_empty(),
+                !legit,
+                "cookie {}",
+                &value[..value.len().min(60)]
+            );
         }
     }
     // A duplicate of the session cookie fails closed, whichever comes first.
     let other = new_session(&base).await;
-    for header in [format!("{NAME}={id}; {NAME}={other}"), format!("{NAME}={id}; {NAME}={id}")] {
-        let r = client().get(format!("{base}/get/theme")).header("cookie", header).send().await.unwrap();
+    for header in [
+        format!("{NAME}={id}; {NAME}={other}"),
+        format!("{NAME}={id}; {NAME}={id}"),
+    ] {
+        let r = client()
+            .get(format!("{base}/get/theme"))
+            .header("cookie", header)
+            .send()
+            .await
+            .unwrap();
         assert_eq!(r.status(), 200);
-        assert_eq!(r.text().await.unwrap(), "", "duplicated cookies must give no session");
+        assert_eq!(
+            r.text().await.unwrap(),
+            "",
+            "duplicated cookies must give no session"
+        );
     }
     let r = client()
         .get(format!("{base}/get/theme"))
@@ -189,8 +293,17 @@ async fn garbage_tampered_oversized_and_duplicate_cookies_never_500() {
         .unwrap();
     assert_eq!(r.text().await.unwrap(), "");
     // Look-alike names are other cookies.
-    for header in [format!("__HOST-keycard={id}"), format!("a=1;  {NAME}={id}"), format!("{NAME}x={id}")] {
-        let r = client().get(format!("{base}/get/theme")).header("cookie", header).send().await.unwrap();
+    for header in [
+        format!("__HOST-keycard={id}"),
+        format!("a=1;  {NAME}={id}"),
+        format!("{NAME}x={id}"),
+    ] {
+        let r = client()
+            .get(format!("{base}/get/theme"))
+            .header("cookie", header)
+            .send()
+            .await
+            .unwrap();
         assert_eq!(r.text().await.unwrap(), "");
     }
 }
@@ -202,8 +315,18 @@ async fn cycle_id_keeps_data_and_kills_the_old_id() {
     let r = post_with(&base, "/cycle", &id).await;
     let new_id = set_cookie(&r, NAME).unwrap();
     assert_ne!(new_id, id);
-    assert_eq!(get(&base, "/get/theme", &new_id).await.text().await.unwrap(), "\"dark\"");
-    assert_eq!(get(&base, "/get/theme", &id).await.text().await.unwrap(), "");
+    assert_eq!(
+        get(&base, "/get/theme", &new_id)
+            .await
+            .text()
+            .await
+            .unwrap(),
+        "\"dark\""
+    );
+    assert_eq!(
+        get(&base, "/get/theme", &id).await.text().await.unwrap(),
+        ""
+    );
 }
 
 #[tokio::test]
@@ -217,11 +340,20 @@ async fn destroy_clears_the_cookie_and_a_late_write_does_not_revive() {
     tokio::time::sleep(Duration::from_millis(100)).await;
     let r = post_with(&base, "/destroy", &id).await;
     let cleared = set_cookie_header(&r, NAME).unwrap();
-    assert!(cleared.contains("Max-Age=0") && cleared.contains("Path=/") && cleared.contains("Secure"));
+    assert!(
+        cleared.contains("Max-Age=0") && cleared.contains("Path=/") && cleared.contains("Secure")
+    );
     let slow = slow.await.unwrap();
     assert_eq!(slow.status(), 200);
-    assert_eq!(set_cookie(&slow, NAME).as_deref(), Some(""), "the slow request learns the session is gone");
-    assert_eq!(get(&base, "/get/theme", &id).await.text().await.unwrap(), "");
+    assert_eq!(
+        set_cookie(&slow, NAME).as_deref(),
+        Some(""),
+        "the slow request learns the session is gone"
+    );
+    assert_eq!(
+        get(&base, "/get/theme", &id).await.text().await.unwrap(),
+        ""
+    );
     assert_eq!(get(&base, "/get/late", &id).await.text().await.unwrap(), "");
 }
 
@@ -232,17 +364,30 @@ async fn concurrent_requests_keep_every_change() {
     let mut tasks = Vec::new();
     for i in 0..20 {
         let (base, id) = (base.clone(), id.clone());
-        tasks.push(tokio::spawn(async move { post_with(&base, &format!("/set/k{i}/v{i}"), &id).await.status() }));
+        tasks.push(tokio::spawn(async move {
+            post_with(&base, &format!("/set/k{i}/v{i}"), &id)
+                .await
+                .status()
+        }));
     }
     for _ in 0..32 {
         let (base, id) = (base.clone(), id.clone());
-        tasks.push(tokio::spawn(async move { post_with(&base, "/incr", &id).await.status() }));
+        tasks.push(tokio::spawn(async move {
+            post_with(&base, "/incr", &id).await.status()
+        }));
     }
     for task in tasks {
         assert_eq!(task.await.unwrap(), 200);
     }
     for i in 0..20 {
-        assert_eq!(get(&base, &format!("/get/k{i}"), &id).await.text().await.unwrap(), format!("\"v{i}\""));
+        assert_eq!(
+            get(&base, &format!("/get/k{i}"), &id)
+                .await
+                .text()
+                .await
+                .unwrap(),
+            format!("\"v{i}\"")
+        );
     }
     assert_eq!(get(&base, "/get/n", &id).await.text().await.unwrap(), "32");
 }
@@ -250,7 +395,11 @@ async fn concurrent_requests_keep_every_change() {
 #[tokio::test]
 async fn empty_sessions_are_not_persisted() {
     let (base, store) = start(SessionConfig::default()).await;
-    let r = client().post(format!("{base}/insert-remove")).send().await.unwrap();
+    let r = client()
+        .post(format!("{base}/insert-remove"))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.status(), 200);
     assert!(set_cookie(&r, NAME).is_none());
     assert_eq!(store.writes(), 0);
@@ -260,7 +409,11 @@ async fn empty_sessions_are_not_persisted() {
 #[tokio::test]
 async fn reserved_keys_are_refused() {
     let (base, _store) = start(SessionConfig::default()).await;
-    let r = client().post(format!("{base}/reserved")).send().await.unwrap();
+    let r = client()
+        .post(format!("{base}/reserved"))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.text().await.unwrap(), "refused");
 }
 
@@ -270,7 +423,11 @@ async fn store_failure_is_503_without_a_cookie_and_recovers() {
     let (base, store) = start(config).await;
     let id = new_session(&base).await;
     store.set_down(true);
-    for (method, path) in [("GET", "/get/theme"), ("POST", "/set/a/b"), ("POST", "/destroy")] {
+    for (method, path) in [
+        ("GET", "/get/theme"),
+        ("POST", "/set/a/b"),
+        ("POST", "/destroy"),
+    ] {
         let r = client()
             .request(method.parse().unwrap(), format!("{base}{path}"))
             .header("cookie", cookie(&id))
@@ -284,7 +441,10 @@ async fn store_failure_is_503_without_a_cookie_and_recovers() {
     // A request that never touches the session is unaffected.
     assert_eq!(get(&base, "/plain", &id).await.status(), 200);
     store.set_down(false);
-    assert_eq!(get(&base, "/get/theme", &id).await.text().await.unwrap(), "\"dark\"");
+    assert_eq!(
+        get(&base, "/get/theme", &id).await.text().await.unwrap(),
+        "\"dark\""
+    );
     // A hanging store answers 503 within the store timeout.
     store.hang.store(true, std::sync::atomic::Ordering::SeqCst);
     let started = std::time::Instant::now();

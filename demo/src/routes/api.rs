@@ -23,14 +23,27 @@ pub async fn get_preferences(auth: A) -> Result<Response> {
 }
 
 fn bad_request(message: impl Into<String>) -> Response {
-    (StatusCode::BAD_REQUEST, Json(json!({ "error": message.into() }))).into_response()
+    (
+        StatusCode::BAD_REQUEST,
+        Json(json!({ "error": message.into() })),
+    )
+        .into_response()
 }
 
-pub async fn patch_preferences(auth: A, body: std::result::Result<Json<Value>, axum::extract::rejection::JsonRejection>) -> Result<Response> {
+pub async fn patch_preferences(
+    auth: A,
+    body: std::result::Result<Json<Value>, axum::extract::rejection::JsonRejection>,
+) -> Result<Response> {
     let fields = match body {
         Ok(Json(Value::Object(fields))) => fields,
         Ok(Json(_)) => return Ok(bad_request("expected a JSON object")),
-        Err(rejection) => return Ok((rejection.status(), Json(json!({ "error": rejection.body_text() }))).into_response()),
+        Err(rejection) => {
+            return Ok((
+                rejection.status(),
+                Json(json!({ "error": rejection.body_text() })),
+            )
+                .into_response())
+        }
     };
     if let Err(message) = prefs::save(auth.session(), &fields).await? {
         return Ok(bad_request(message));
@@ -40,8 +53,14 @@ pub async fn patch_preferences(auth: A, body: std::result::Result<Json<Value>, a
 
 pub async fn me(auth: A) -> Result<Response> {
     Ok(match auth.user().await? {
-        Some(user) => Json(json!({ "authenticated": true, "username": user.username })).into_response(),
-        None => (StatusCode::UNAUTHORIZED, Json(json!({ "error": "unauthenticated" }))).into_response(),
+        Some(user) => {
+            Json(json!({ "authenticated": true, "username": user.username })).into_response()
+        }
+        None => (
+            StatusCode::UNAUTHORIZED,
+            Json(json!({ "error": "unauthenticated" })),
+        )
+            .into_response(),
     })
 }
 
@@ -51,14 +70,22 @@ pub async fn csrf(CsrfToken(token): CsrfToken) -> Response {
 
 pub async fn create_token(auth: A, CurrentUser(_user): CurrentUser<Users>) -> Result<Response> {
     let token = auth.issue_token(TOKEN_LIFETIME).await?;
-    Ok((StatusCode::CREATED, Json(json!({ "token": token, "expires_in": TOKEN_LIFETIME.as_secs() }))).into_response())
+    Ok((
+        StatusCode::CREATED,
+        Json(json!({ "token": token, "expires_in": TOKEN_LIFETIME.as_secs() })),
+    )
+        .into_response())
 }
 
 pub async fn revoke_token(auth: A) -> Result<Response> {
     Ok(if auth.revoke_current_token().await? {
         Json(json!({ "revoked": true })).into_response()
     } else {
-        (StatusCode::UNAUTHORIZED, Json(json!({ "error": "unauthenticated" }))).into_response()
+        (
+            StatusCode::UNAUTHORIZED,
+            Json(json!({ "error": "unauthenticated" })),
+        )
+            .into_response()
     })
 }
 
@@ -67,8 +94,16 @@ pub async fn healthz(State(state): State<AppState>) -> Response {
         Ok(Ok(())) => Json(json!({ "status": "ok" })).into_response(),
         Ok(Err(error)) => {
             tracing::warn!(%error, "health check: store unavailable");
-            (StatusCode::SERVICE_UNAVAILABLE, Json(json!({ "status": "unavailable" }))).into_response()
+            (
+                StatusCode::SERVICE_UNAVAILABLE,
+                Json(json!({ "status": "unavailable" })),
+            )
+                .into_response()
         }
-        Err(_) => (StatusCode::SERVICE_UNAVAILABLE, Json(json!({ "status": "timeout" }))).into_response(),
+        Err(_) => (
+            StatusCode::SERVICE_UNAVAILABLE,
+            Json(json!({ "status": "timeout" })),
+        )
+            .into_response(),
     }
 }

@@ -38,7 +38,14 @@ impl From<keycard::StoreError> for AppError {
 impl From<crate::users::UsersError> for AppError {
     fn from(error: crate::users::UsersError) -> Self {
         tracing::error!(%error, "users database failed");
-        AppError((StatusCode::SERVICE_UNAVAILABLE, [(axum::http::header::CACHE_CONTROL, "no-store")], "Service temporarily unavailable.").into_response())
+        AppError(
+            (
+                StatusCode::SERVICE_UNAVAILABLE,
+                [(axum::http::header::CACHE_CONTROL, "no-store")],
+                "Service temporarily unavailable.",
+            )
+                .into_response(),
+        )
     }
 }
 

@@ -13,7 +13,6 @@ use keycard::csrf;
 use serde::Serialize;
 use serde_json::{Map, Value};
 
-
 type A = Auth<Users>;
 
 /// Submitted form fields; the first of a repeated name wins.
@@ -21,17 +20,27 @@ pub struct Fields(Vec<(String, String)>);
 
 impl Fields {
     fn get(&self, name: &str) -> Option<&str> {
-        self.0.iter().find(|(k, _)| k == name).map(|(_, v)| v.as_str())
+        self.0
+            .iter()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v.as_str())
     }
 }
 
 impl<S: Send + Sync> axum::extract::FromRequest<S> for Fields {
     type Rejection = Response;
 
-    async fn from_request(request: axum::extract::Request, state: &S) -> std::result::Result<Self, Response> {
+    async fn from_request(
+        request: axum::extract::Request,
+        state: &S,
+    ) -> std::result::Result<Self, Response> {
         match Form::<Vec<(String, String)>>::from_request(request, state).await {
             Ok(Form(fields)) => Ok(Fields(fields)),
-            Err(rejection) => Err((rejection.status(), "Bad form: send application/x-www-form-urlencoded fields.").into_response()),
+            Err(rejection) => Err((
+                rejection.status(),
+                "Bad form: send application/x-www-form-urlencoded fields.",
+            )
+                .into_response()),
         }
     }
 }
@@ -41,14 +50,38 @@ struct NoExtra {}
 
 /// Builds the common page context: the user's name, preferences, a CSRF
 /// token when the page has forms (or a logout button), and a notice.
-async fn context<T: Serialize>(auth: &A, user: Option<&User>, with_token: bool, message: Option<&'static str>, extra: T) -> Result<Page<T>> {
+async fn context<T: Serialize>(
+    auth: &A,
+    user: Option<&User>,
+    with_token: bool,
+    message: Option<&'static str>,
+    extra: T,
+) -> Result<Page<T>> {
     let prefs = prefs::load(auth.session()).await?;
-    let csrf_token = if with_token || user.is_some() { Some(csrf::token(auth.session()).await?) } else { None };
-    Ok(Page { user: user.map(|u| u.username.clone()), prefs, csrf_token, message, message_kind: "", extra })
+    let csrf_token = if with_token || user.is_some() {
+        Some(csrf::token(auth.session()).await?)
+    } else {
+        None
+    };
+    Ok(Page {
+        user: user.map(|u| u.username.clone()),
+        prefs,
+        csrf_token,
+        message,
+        message_kind: "",
+        extra,
+    })
 }
 
 fn see_other(location: &str) -> Response {
-    (StatusCode::SEE_OTHER, [(header::LOCATION, location.to_owned()), (header::CACHE_CONTROL, "no-store".to_owned())]).into_response()
+    (
+        StatusCode::SEE_OTHER,
+        [
+            (header::LOCATION, location.to_owned()),
+            (header::CACHE_CONTROL, "no-store".to_owned()),
+        ],
+    )
+        .into_response()
 }
 
 fn message(state: &AppState, status: StatusCode, page_ctx: Page<MessageExtra>) -> Response {
@@ -67,14 +100,35 @@ pub struct NoticeQuery {
     next: Option<String>,
 }
 
-pub async fn home(State(state): State<AppState>, auth: A, Query(q): Query<NoticeQuery>) -> Result<Response> {
+pub async fn home(
+    State(state): State<AppState>,
+    auth: A,
+    Query(q): Query<NoticeQuery>,
+) -> Result<Response> {
     let user = auth.user().await?;
-    let ctx = context(&auth, user.as_ref(), false, notice(q.m.as_deref()), NoExtra {}).await?;
+    let ctx = context(
+        &auth,
+        user.as_ref(),
+        false,
+        notice(q.m.as_deref()),
+        NoExtra {},
+    )
+    .await?;
     Ok(page(&state.templates, StatusCode::OK, "home.html", &ctx))
 }
 
 pub async fn not_found(State(state): State<AppState>, auth: A) -> Result<Response> {
-    let ctx = context(&auth, None, false, None, MessageExtra { heading: "Not found", text: "There is no page here.".into() }).await?;
+    let ctx = context(
+        &auth,
+        None,
+        false,
+        None,
+        MessageExtra {
+            heading: "Not found",
+            text: "There is no page here.".into(),
+        },
+    )
+    .await?;
     Ok(message(&state, StatusCode::NOT_FOUND, ctx))
 }
 
@@ -84,17 +138,33 @@ struct FormExtra<'a> {
     next: &'a str,
 }
 
-async fn login_page(state: &AppState, auth: &A, status: StatusCode, error: Option<&str>, next: &str, token: Option<String>) -> Result<Response> {
+async fn login_page(
+    state: &AppState,
+    auth: &A,
+    status: StatusCode,
+    error: Option<&str>,
+    next: &str,
+    token: Option<String>,
+) -> Result<Response> {
     let mut ctx = context(auth, None, token.is_none(), None, FormExtra { error, next }).await?;
     if token.is_some() {
         ctx.csrf_token = token;
     }
     let mut response = page(&state.templates, status, "login.html", &ctx);
-    response.headers_mut().insert(header::CACHE_CONTROL, "no-store".parse().map_err(|_| super::AppError(StatusCode::INTERNAL_SERVER_ERROR.into_response()))?);
+    response.headers_mut().insert(
+        header::CACHE_CONTROL,
+        "no-store"
+            .parse()
+            .map_err(|_| super::AppError(StatusCode::INTERNAL_SERVER_ERROR.into_response()))?,
+    );
     Ok(response)
 }
 
-pub async fn login_form(State(state): State<AppState>, auth: A, Query(q): Query<NoticeQuery>) -> Result<Response> {
+pub async fn login_form(
+    State(state): State<AppState>,
+    auth: A,
+    Query(q): Query<NoticeQuery>,
+) -> Result<Response> {
     let next = q.next.as_deref().and_then(safe_next).unwrap_or("");
     login_page(&state, &auth, StatusCode::OK, None, next, None).await
 }
@@ -103,7 +173,10 @@ fn too_many(retry_after: std::time::Duration) -> Response {
     let seconds = retry_after.as_secs().max(1);
     (
         StatusCode::TOO_MANY_REQUESTS,
-        [(header::RETRY_AFTER, seconds.to_string()), (header::CACHE_CONTROL, "no-store".to_owned())],
+        [
+            (header::RETRY_AFTER, seconds.to_string()),
+            (header::CACHE_CONTROL, "no-store".to_owned()),
+        ],
         format!("Too many failed attempts. Try again in {seconds} seconds."),
     )
         .into_response()
@@ -114,7 +187,11 @@ const INVALID_LOGIN: &str = "Invalid username or password.";
 pub async fn login(State(state): State<AppState>, auth: A, fields: Fields) -> Result<Response> {
     let username = fields.get("username").unwrap_or("").trim().to_owned();
     let password = fields.get("password").unwrap_or("").to_owned();
-    let next = fields.get("next").and_then(safe_next).unwrap_or("").to_owned();
+    let next = fields
+        .get("next")
+        .and_then(safe_next)
+        .unwrap_or("")
+        .to_owned();
     let remember = fields.get("remember") == Some("on");
     // The token that passed the CSRF check is echoed back, so a failed login's
     // page is byte-identical whether the user exists or not.
@@ -124,7 +201,11 @@ pub async fn login(State(state): State<AppState>, auth: A, fields: Fields) -> Re
         tracing::warn!(target: "keycard::security", event = "login_throttled", "login attempt while throttled");
         return Ok(too_many(throttled.retry_after));
     }
-    let user = if username.is_empty() || password.is_empty() || username.len() > 64 || password.len() > 1024 {
+    let user = if username.is_empty()
+        || password.is_empty()
+        || username.len() > 64
+        || password.len() > 1024
+    {
         keycard::auth::verify_dummy(&password);
         None
     } else {
@@ -133,7 +214,15 @@ pub async fn login(State(state): State<AppState>, auth: A, fields: Fields) -> Re
     let Some(user) = user else {
         state.throttle.failure(&username, ip.as_deref()).await?;
         tracing::warn!(target: "keycard::security", event = "login_failed", "login failed");
-        return login_page(&state, &auth, StatusCode::UNAUTHORIZED, Some(INVALID_LOGIN), &next, token).await;
+        return login_page(
+            &state,
+            &auth,
+            StatusCode::UNAUTHORIZED,
+            Some(INVALID_LOGIN),
+            &next,
+            token,
+        )
+        .await;
     };
     state.throttle.success(&username).await?;
     auth.login(&user, remember).await?;
@@ -141,12 +230,30 @@ pub async fn login(State(state): State<AppState>, auth: A, fields: Fields) -> Re
 }
 
 pub async fn register_form(State(state): State<AppState>, auth: A) -> Result<Response> {
-    let ctx = context(&auth, None, true, None, FormExtra { error: None, next: "" }).await?;
-    Ok(page(&state.templates, StatusCode::OK, "register.html", &ctx))
+    let ctx = context(
+        &auth,
+        None,
+        true,
+        None,
+        FormExtra {
+            error: None,
+            next: "",
+        },
+    )
+    .await?;
+    Ok(page(
+        &state.templates,
+        StatusCode::OK,
+        "register.html",
+        &ctx,
+    ))
 }
 
 fn valid_username(name: &str) -> bool {
-    (3..=32).contains(&name.len()) && name.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'.' | b'-'))
+    (3..=32).contains(&name.len())
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'.' | b'-'))
 }
 
 pub async fn register(State(state): State<AppState>, auth: A, fields: Fields) -> Result<Response> {
@@ -169,8 +276,23 @@ pub async fn register(State(state): State<AppState>, auth: A, fields: Fields) ->
     };
     let Some(user) = user else {
         let error = error.unwrap_or("That username is taken.");
-        let ctx = context(&auth, None, true, None, FormExtra { error: Some(error), next: "" }).await?;
-        return Ok(page(&state.templates, StatusCode::BAD_REQUEST, "register.html", &ctx));
+        let ctx = context(
+            &auth,
+            None,
+            true,
+            None,
+            FormExtra {
+                error: Some(error),
+                next: "",
+            },
+        )
+        .await?;
+        return Ok(page(
+            &state.templates,
+            StatusCode::BAD_REQUEST,
+            "register.html",
+            &ctx,
+        ));
     };
     auth.login(&user, false).await?;
     tracing::info!(target: "keycard::security", event = "registered", user = %user.id, "account created");
@@ -191,27 +313,60 @@ struct AccountExtra {
     absolute_deadline: String,
 }
 
-pub async fn account(State(state): State<AppState>, auth: A, CurrentUser(user): CurrentUser<Users>, Query(q): Query<NoticeQuery>) -> Result<Response> {
+pub async fn account(
+    State(state): State<AppState>,
+    auth: A,
+    CurrentUser(user): CurrentUser<Users>,
+    Query(q): Query<NoticeQuery>,
+) -> Result<Response> {
     let info = auth.login_info().await?;
     let record = auth.session().record().await?;
     let extra = AccountExtra {
-        login_at: info.as_ref().map(|i| render::utc(i.login_at)).unwrap_or_default(),
+        login_at: info
+            .as_ref()
+            .map(|i| render::utc(i.login_at))
+            .unwrap_or_default(),
         login_via: info.as_ref().map(|i| i.via.clone()).unwrap_or_default(),
         fresh: auth.is_fresh().await?,
         idle: format!("{} minutes", state.idle_timeout.as_secs() / 60),
-        absolute_deadline: record.map(|r| render::utc(r.absolute_deadline)).unwrap_or_default(),
+        absolute_deadline: record
+            .map(|r| render::utc(r.absolute_deadline))
+            .unwrap_or_default(),
     };
     let ctx = context(&auth, Some(&user), true, notice(q.m.as_deref()), extra).await?;
     Ok(page(&state.templates, StatusCode::OK, "account.html", &ctx))
 }
 
-pub async fn preferences_form(State(state): State<AppState>, auth: A, Query(q): Query<NoticeQuery>) -> Result<Response> {
+pub async fn preferences_form(
+    State(state): State<AppState>,
+    auth: A,
+    Query(q): Query<NoticeQuery>,
+) -> Result<Response> {
     let user = auth.user().await?;
-    let ctx = context(&auth, user.as_ref(), true, notice(q.m.as_deref()), FormExtra { error: None, next: "" }).await?;
-    Ok(page(&state.templates, StatusCode::OK, "preferences.html", &ctx))
+    let ctx = context(
+        &auth,
+        user.as_ref(),
+        true,
+        notice(q.m.as_deref()),
+        FormExtra {
+            error: None,
+            next: "",
+        },
+    )
+    .await?;
+    Ok(page(
+        &state.templates,
+        StatusCode::OK,
+        "preferences.html",
+        &ctx,
+    ))
 }
 
-pub async fn preferences(State(state): State<AppState>, auth: A, fields: Fields) -> Result<Response> {
+pub async fn preferences(
+    State(state): State<AppState>,
+    auth: A,
+    fields: Fields,
+) -> Result<Response> {
     let mut given = Map::new();
     for field in prefs::FIELDS {
         if let Some(value) = fields.get(field) {
@@ -220,8 +375,23 @@ pub async fn preferences(State(state): State<AppState>, auth: A, fields: Fields)
     }
     if let Err(error) = prefs::save(auth.session(), &given).await? {
         let user = auth.user().await?;
-        let ctx = context(&auth, user.as_ref(), true, None, FormExtra { error: Some(&error), next: "" }).await?;
-        return Ok(page(&state.templates, StatusCode::BAD_REQUEST, "preferences.html", &ctx));
+        let ctx = context(
+            &auth,
+            user.as_ref(),
+            true,
+            None,
+            FormExtra {
+                error: Some(&error),
+                next: "",
+            },
+        )
+        .await?;
+        return Ok(page(
+            &state.templates,
+            StatusCode::BAD_REQUEST,
+            "preferences.html",
+            &ctx,
+        ));
     }
     Ok(see_other("/preferences?m=saved"))
 }
@@ -241,7 +411,12 @@ struct SessionsExtra {
     sessions: Vec<SessionRow>,
 }
 
-pub async fn sessions(State(state): State<AppState>, auth: A, CurrentUser(user): CurrentUser<Users>, Query(q): Query<NoticeQuery>) -> Result<Response> {
+pub async fn sessions(
+    State(state): State<AppState>,
+    auth: A,
+    CurrentUser(user): CurrentUser<Users>,
+    Query(q): Query<NoticeQuery>,
+) -> Result<Response> {
     let sessions = auth
         .sessions()
         .await?
@@ -255,15 +430,42 @@ pub async fn sessions(State(state): State<AppState>, auth: A, CurrentUser(user):
             current: s.current,
         })
         .collect();
-    let ctx = context(&auth, Some(&user), true, notice(q.m.as_deref()), SessionsExtra { sessions }).await?;
-    Ok(page(&state.templates, StatusCode::OK, "sessions.html", &ctx))
+    let ctx = context(
+        &auth,
+        Some(&user),
+        true,
+        notice(q.m.as_deref()),
+        SessionsExtra { sessions },
+    )
+    .await?;
+    Ok(page(
+        &state.templates,
+        StatusCode::OK,
+        "sessions.html",
+        &ctx,
+    ))
 }
 
-pub async fn revoke(State(state): State<AppState>, auth: A, CurrentUser(user): CurrentUser<Users>, fields: Fields) -> Result<Response> {
+pub async fn revoke(
+    State(state): State<AppState>,
+    auth: A,
+    CurrentUser(user): CurrentUser<Users>,
+    fields: Fields,
+) -> Result<Response> {
     let handle = fields.get("session").unwrap_or("");
     let current = auth.session().key().await?.map(|k| k.handle());
     if !auth.revoke_session(handle).await? {
-        let ctx = context(&auth, Some(&user), false, None, MessageExtra { heading: "Session not found", text: "That session has already ended, or is not yours.".into() }).await?;
+        let ctx = context(
+            &auth,
+            Some(&user),
+            false,
+            None,
+            MessageExtra {
+                heading: "Session not found",
+                text: "That session has already ended, or is not yours.".into(),
+            },
+        )
+        .await?;
         return Ok(message(&state, StatusCode::NOT_FOUND, ctx));
     }
     if current.as_deref() == Some(handle) {
@@ -277,15 +479,36 @@ pub async fn revoke_others(auth: A, CurrentUser(_user): CurrentUser<Users>) -> R
     Ok(see_other("/sessions?m=others"))
 }
 
-pub async fn reauth_form(State(state): State<AppState>, auth: A, CurrentUser(user): CurrentUser<Users>, Query(q): Query<NoticeQuery>) -> Result<Response> {
+pub async fn reauth_form(
+    State(state): State<AppState>,
+    auth: A,
+    CurrentUser(user): CurrentUser<Users>,
+    Query(q): Query<NoticeQuery>,
+) -> Result<Response> {
     let next = q.next.as_deref().and_then(safe_next).unwrap_or("");
-    let ctx = context(&auth, Some(&user), true, None, FormExtra { error: None, next }).await?;
+    let ctx = context(
+        &auth,
+        Some(&user),
+        true,
+        None,
+        FormExtra { error: None, next },
+    )
+    .await?;
     Ok(page(&state.templates, StatusCode::OK, "reauth.html", &ctx))
 }
 
-pub async fn reauth(State(state): State<AppState>, auth: A, CurrentUser(user): CurrentUser<Users>, fields: Fields) -> Result<Response> {
+pub async fn reauth(
+    State(state): State<AppState>,
+    auth: A,
+    CurrentUser(user): CurrentUser<Users>,
+    fields: Fields,
+) -> Result<Response> {
     let password = fields.get("password").unwrap_or("");
-    let next = fields.get("next").and_then(safe_next).unwrap_or("").to_owned();
+    let next = fields
+        .get("next")
+        .and_then(safe_next)
+        .unwrap_or("")
+        .to_owned();
     let ip = auth.session().client().ip.clone();
     if let Err(throttled) = state.throttle.check(&user.username, ip.as_deref()).await? {
         return Ok(too_many(throttled.retry_after));
@@ -294,21 +517,53 @@ pub async fn reauth(State(state): State<AppState>, auth: A, CurrentUser(user): C
         Some(fresh) if fresh.id == user.id => {
             state.throttle.success(&user.username).await?;
             auth.reauthenticate(&fresh).await?;
-            Ok(see_other(if next.is_empty() { "/account?m=reauth" } else { &next }))
+            Ok(see_other(if next.is_empty() {
+                "/account?m=reauth"
+            } else {
+                &next
+            }))
         }
         _ => {
-            state.throttle.failure(&user.username, ip.as_deref()).await?;
+            state
+                .throttle
+                .failure(&user.username, ip.as_deref())
+                .await?;
             tracing::warn!(target: "keycard::security", event = "reauth_failed", user = %user.id, "re-authentication failed");
-            let ctx = context(&auth, Some(&user), true, None, FormExtra { error: Some(INVALID_LOGIN), next: &next }).await?;
-            Ok(page(&state.templates, StatusCode::UNAUTHORIZED, "reauth.html", &ctx))
+            let ctx = context(
+                &auth,
+                Some(&user),
+                true,
+                None,
+                FormExtra {
+                    error: Some(INVALID_LOGIN),
+                    next: &next,
+                },
+            )
+            .await?;
+            Ok(page(
+                &state.templates,
+                StatusCode::UNAUTHORIZED,
+                "reauth.html",
+                &ctx,
+            ))
         }
     }
 }
 
-pub async fn change_password(State(state): State<AppState>, auth: A, FreshUser(user): FreshUser<Users>, fields: Fields) -> Result<Response> {
+pub async fn change_password(
+    State(state): State<AppState>,
+    auth: A,
+    FreshUser(user): FreshUser<Users>,
+    fields: Fields,
+) -> Result<Response> {
     let current = fields.get("current_password").unwrap_or("");
     let new = fields.get("new_password").unwrap_or("");
-    let problem = if state.users.check(&user.username, current).await?.is_none_or(|u| u.id != user.id) {
+    let problem = if state
+        .users
+        .check(&user.username, current)
+        .await?
+        .is_none_or(|u| u.id != user.id)
+    {
         Some("Your current password is not correct.")
     } else if new.chars().count() < 8 || new.len() > 1024 {
         Some("The new password needs at least 8 characters.")
@@ -316,11 +571,20 @@ pub async fn change_password(State(state): State<AppState>, auth: A, FreshUser(u
         None
     };
     if let Some(problem) = problem {
-        let ctx = context(&auth, Some(&user), false, None, MessageExtra { heading: "Password not changed", text: problem.into() }).await?;
+        let ctx = context(
+            &auth,
+            Some(&user),
+            false,
+            None,
+            MessageExtra {
+                heading: "Password not changed",
+                text: problem.into(),
+            },
+        )
+        .await?;
         return Ok(message(&state, StatusCode::BAD_REQUEST, ctx));
     }
     let updated = state.users.set_password(&user, new).await?;
     auth.password_changed(&updated).await?;
     Ok(see_other("/account?m=password"))
 }
-

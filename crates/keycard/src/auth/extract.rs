@@ -18,7 +18,11 @@ impl<S: Send + Sync, B: AuthBackend> FromRequestParts<S> for Auth<B> {
     type Rejection = LoginRejection;
 
     async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, Self::Rejection> {
-        parts.extensions.get::<Auth<B>>().cloned().ok_or(LoginRejection::Misconfigured)
+        parts
+            .extensions
+            .get::<Auth<B>>()
+            .cloned()
+            .ok_or(LoginRejection::Misconfigured)
     }
 }
 
@@ -58,25 +62,39 @@ impl IntoResponse for LoginRejection {
     fn into_response(self) -> Response {
         let no_store = [(header::CACHE_CONTROL, HeaderValue::from_static("no-store"))];
         match self {
-            LoginRejection::LoginRequired { location } | LoginRejection::ReauthRequired { location } => {
-                (StatusCode::SEE_OTHER, no_store, [(header::LOCATION, location)]).into_response()
-            }
-            LoginRejection::Unauthenticated => {
-                (StatusCode::UNAUTHORIZED, no_store, axum::Json(serde_json::json!({"error": "unauthenticated"}))).into_response()
-            }
+            LoginRejection::LoginRequired { location }
+            | LoginRejection::ReauthRequired { location } => (
+                StatusCode::SEE_OTHER,
+                no_store,
+                [(header::LOCATION, location)],
+            )
+                .into_response(),
+            LoginRejection::Unauthenticated => (
+                StatusCode::UNAUTHORIZED,
+                no_store,
+                axum::Json(serde_json::json!({"error": "unauthenticated"})),
+            )
+                .into_response(),
             LoginRejection::ReauthenticationRequired => (
                 StatusCode::UNAUTHORIZED,
                 no_store,
                 axum::Json(serde_json::json!({"error": "reauthentication_required"})),
             )
                 .into_response(),
-            LoginRejection::Forbidden => {
-                (StatusCode::FORBIDDEN, no_store, axum::Json(serde_json::json!({"error": "forbidden"}))).into_response()
-            }
+            LoginRejection::Forbidden => (
+                StatusCode::FORBIDDEN,
+                no_store,
+                axum::Json(serde_json::json!({"error": "forbidden"})),
+            )
+                .into_response(),
             LoginRejection::Failed(error) => error.into_response(),
             LoginRejection::Misconfigured => {
                 tracing::error!(target: "keycard", "Auth extractor used without AuthLayer");
-                (StatusCode::INTERNAL_SERVER_ERROR, "Internal error: auth layer missing.").into_response()
+                (
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    "Internal error: auth layer missing.",
+                )
+                    .into_response()
             }
         }
     }
@@ -86,25 +104,44 @@ fn is_api(parts_uri: &http::Uri, headers: &http::HeaderMap, api_prefix: &str) ->
     if parts_uri.path().starts_with(api_prefix) {
         return true;
     }
-    let accept = headers.get(header::ACCEPT).and_then(|v| v.to_str().ok()).unwrap_or("");
+    let accept = headers
+        .get(header::ACCEPT)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("");
     accept.contains("application/json") && !accept.contains("text/html")
 }
 
 fn this_path(uri: &http::Uri) -> String {
-    uri.path_and_query().map_or("/".to_owned(), |pq| pq.as_str().to_owned())
+    uri.path_and_query()
+        .map_or("/".to_owned(), |pq| pq.as_str().to_owned())
 }
 
-async fn require_user<B: AuthBackend>(auth: &Auth<B>, uri: &http::Uri, headers: &http::HeaderMap) -> Result<B::User, LoginRejection> {
+async fn require_user<B: AuthBackend>(
+    auth: &Auth<B>,
+    uri: &http::Uri,
+    headers: &http::HeaderMap,
+) -> Result<B::User, LoginRejection> {
     match auth.user().await? {
         Some(user) => Ok(user),
-        None if is_api(uri, headers, &auth.config().api_prefix) => Err(LoginRejection::Unauthenticated),
+        None if is_api(uri, headers, &auth.config().api_prefix) => {
+            Err(LoginRejection::Unauthenticated)
+        }
         None => Err(LoginRejection::LoginRequired {
-            location: format!("{}?next={}", auth.config().login_path, encode_next(&this_path(uri))),
+            location: format!(
+                "{}?next={}",
+                auth.config().login_path,
+                encode_next(&this_path(uri))
+            ),
         }),
     }
 }
 
-async fn require_fresh<B: AuthBackend>(auth: &Auth<B>, method: &http::Method, uri: &http::Uri, headers: &http::HeaderMap) -> Result<B::User, LoginRejection> {
+async fn require_fresh<B: AuthBackend>(
+    auth: &Auth<B>,
+    method: &http::Method,
+    uri: &http::Uri,
+    headers: &http::HeaderMap,
+) -> Result<B::User, LoginRejection> {
     let user = require_user(auth, uri, headers).await?;
     if auth.is_fresh().await? {
         return Ok(user);
@@ -114,12 +151,20 @@ async fn require_fresh<B: AuthBackend>(auth: &Auth<B>, method: &http::Method, ur
     }
     // After re-authenticating, a form POST cannot be replayed: come back to
     // the page that held the form (the Referer), else to this path.
-    let back = match (method, headers.get(header::REFERER).and_then(|v| v.to_str().ok())) {
+    let back = match (
+        method,
+        headers.get(header::REFERER).and_then(|v| v.to_str().ok()),
+    ) {
         (&http::Method::GET | &http::Method::HEAD, _) | (_, None) => this_path(uri),
-        (_, Some(referer)) => referer.parse::<http::Uri>().map(|r| this_path(&r)).unwrap_or_else(|_| "/".into()),
+        (_, Some(referer)) => referer
+            .parse::<http::Uri>()
+            .map(|r| this_path(&r))
+            .unwrap_or_else(|_| "/".into()),
     };
     let back = super::safe_next(&back).unwrap_or("/").to_owned();
-    Err(LoginRejection::ReauthRequired { location: format!("{}?next={}", auth.config().reauth_path, encode_next(&back)) })
+    Err(LoginRejection::ReauthRequired {
+        location: format!("{}?next={}", auth.config().reauth_path, encode_next(&back)),
+    })
 }
 
 /// The logged-in user; browsers without one are sent to the login page
@@ -138,7 +183,9 @@ impl<S: Send + Sync, B: AuthBackend> FromRequestParts<S> for CurrentUser<B> {
 
     async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
         let auth = Auth::<B>::from_request_parts(parts, state).await?;
-        require_user(&auth, &parts.uri, &parts.headers).await.map(CurrentUser)
+        require_user(&auth, &parts.uri, &parts.headers)
+            .await
+            .map(CurrentUser)
     }
 }
 
@@ -164,7 +211,9 @@ impl<S: Send + Sync, B: AuthBackend> FromRequestParts<S> for FreshUser<B> {
 
     async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
         let auth = Auth::<B>::from_request_parts(parts, state).await?;
-        require_fresh(&auth, &parts.method, &parts.uri, &parts.headers).await.map(FreshUser)
+        require_fresh(&auth, &parts.method, &parts.uri, &parts.headers)
+            .await
+            .map(FreshUser)
     }
 }
 
@@ -186,14 +235,20 @@ pub struct RequireLoginLayer<B> {
 
 impl<B> Clone for RequireLoginLayer<B> {
     fn clone(&self) -> Self {
-        RequireLoginLayer { permission: self.permission.clone(), _backend: PhantomData }
+        RequireLoginLayer {
+            permission: self.permission.clone(),
+            _backend: PhantomData,
+        }
     }
 }
 
 impl<B: AuthBackend> RequireLoginLayer<B> {
     /// Login required.
     pub fn new() -> Self {
-        RequireLoginLayer { permission: None, _backend: PhantomData }
+        RequireLoginLayer {
+            permission: None,
+            _backend: PhantomData,
+        }
     }
 }
 
@@ -209,7 +264,10 @@ pub type RequirePermissionLayer<B> = RequireLoginLayer<B>;
 impl<B: AuthBackend> RequireLoginLayer<B> {
     /// Login and `permission` required.
     pub fn permission(permission: impl Into<String>) -> Self {
-        RequireLoginLayer { permission: Some(permission.into()), _backend: PhantomData }
+        RequireLoginLayer {
+            permission: Some(permission.into()),
+            _backend: PhantomData,
+        }
     }
 }
 
@@ -217,7 +275,11 @@ impl<S, B> Layer<S> for RequireLoginLayer<B> {
     type Service = RequireLogin<S, B>;
 
     fn layer(&self, inner: S) -> Self::Service {
-        RequireLogin { inner, permission: self.permission.clone(), _backend: PhantomData }
+        RequireLogin {
+            inner,
+            permission: self.permission.clone(),
+            _backend: PhantomData,
+        }
     }
 }
 
@@ -230,7 +292,11 @@ pub struct RequireLogin<S, B> {
 
 impl<S: Clone, B> Clone for RequireLogin<S, B> {
     fn clone(&self) -> Self {
-        RequireLogin { inner: self.inner.clone(), permission: self.permission.clone(), _backend: PhantomData }
+        RequireLogin {
+            inner: self.inner.clone(),
+            permission: self.permission.clone(),
+            _backend: PhantomData,
+        }
     }
 }
 

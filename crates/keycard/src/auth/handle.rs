@@ -36,10 +36,17 @@ impl axum::response::IntoResponse for AuthError {
     fn into_response(self) -> axum::response::Response {
         match self {
             AuthError::Session(error) => error.into_response(),
-            AuthError::NotLoggedIn => (http::StatusCode::UNAUTHORIZED, "Not logged in.").into_response(),
+            AuthError::NotLoggedIn => {
+                (http::StatusCode::UNAUTHORIZED, "Not logged in.").into_response()
+            }
             AuthError::Backend(error) => {
                 tracing::error!(target: "keycard", %error, "user backend failed");
-                (http::StatusCode::SERVICE_UNAVAILABLE, [(http::header::CACHE_CONTROL, "no-store")], "Service temporarily unavailable.").into_response()
+                (
+                    http::StatusCode::SERVICE_UNAVAILABLE,
+                    [(http::header::CACHE_CONTROL, "no-store")],
+                    "Service temporarily unavailable.",
+                )
+                    .into_response()
             }
         }
     }
@@ -100,7 +107,9 @@ pub struct Auth<B: AuthBackend> {
 
 impl<B: AuthBackend> Clone for Auth<B> {
     fn clone(&self) -> Self {
-        Auth { inner: self.inner.clone() }
+        Auth {
+            inner: self.inner.clone(),
+        }
     }
 }
 
@@ -119,7 +128,12 @@ pub(crate) fn hash_of<U: AuthUser>(user: &U) -> String {
 }
 
 impl<B: AuthBackend> Auth<B> {
-    pub(crate) fn new(session: Session, backend: B, config: Arc<AuthConfig>, remember_cookie: Option<String>) -> Self {
+    pub(crate) fn new(
+        session: Session,
+        backend: B,
+        config: Arc<AuthConfig>,
+        remember_cookie: Option<String>,
+    ) -> Self {
         Auth {
             inner: Arc::new(Inner {
                 session,
@@ -160,8 +174,15 @@ impl<B: AuthBackend> Auth<B> {
     }
 
     /// Checks credentials with the backend (no session change).
-    pub async fn authenticate(&self, credentials: B::Credentials) -> Result<Option<B::User>, AuthError> {
-        self.inner.backend.authenticate(credentials).await.map_err(|e| AuthError::Backend(Box::new(e)))
+    pub async fn authenticate(
+        &self,
+        credentials: B::Credentials,
+    ) -> Result<Option<B::User>, AuthError> {
+        self.inner
+            .backend
+            .authenticate(credentials)
+            .await
+            .map_err(|e| AuthError::Backend(Box::new(e)))
     }
 
     /// Logs `user` in: a new session ID (the pre-login one dies: fixation),
@@ -185,9 +206,17 @@ impl<B: AuthBackend> Auth<B> {
     }
 
     async fn login_as(&self, user: &B::User, fresh: bool, via: &str) -> Result<(), AuthError> {
-        let info = LoginInfo { hash: hash_of(user), login_at: now_millis(), fresh, via: via.into() };
+        let info = LoginInfo {
+            hash: hash_of(user),
+            login_at: now_millis(),
+            fresh,
+            via: via.into(),
+        };
         let value = serde_json::to_value(&info).map_err(SessionError::Serialize)?;
-        self.inner.session.set_login(Some(user.id()), Some(value)).await?;
+        self.inner
+            .session
+            .set_login(Some(user.id()), Some(value))
+            .await?;
         crate::csrf::rotate(&self.inner.session).await?;
         *self.inner.user.lock().await = Some(Some(user.clone()));
         Ok(())
@@ -227,22 +256,30 @@ impl<B: AuthBackend> Auth<B> {
     /// password changed) is ended. Without a session login, a valid
     /// remember-me cookie logs the user in again (not fresh) and rotates.
     pub async fn user(&self) -> Result<Option<B::User>, AuthError> {
-        let mut cached = self.inner.user.lock().await;
-        if let Some(user) = &*cached {
+        if let Some(user) = &*self.inner.user.lock().await {
             return Ok(user.clone());
         }
+        // Not holding the cache lock while resolving: a remember-me restore
+        // logs the user in, which fills the cache itself.
         let user = self.resolve_user().await?;
-        *cached = Some(user.clone());
+        *self.inner.user.lock().await = Some(user.clone());
         Ok(user)
     }
 
     async fn resolve_user(&self) -> Result<Option<B::User>, AuthError> {
         let session = &self.inner.session;
         if let Some(user_id) = session.user_id().await? {
-            let user = self.inner.backend.get_user(&user_id).await.map_err(|e| AuthError::Backend(Box::new(e)))?;
+            let user = self
+                .inner
+                .backend
+                .get_user(&user_id)
+                .await
+                .map_err(|e| AuthError::Backend(Box::new(e)))?;
             let info = self.login_info().await?;
             match (user, info) {
-                (Some(user), Some(info)) if bool::from(hash_of(&user).as_bytes().ct_eq(info.hash.as_bytes())) => {
+                (Some(user), Some(info))
+                    if bool::from(hash_of(&user).as_bytes().ct_eq(info.hash.as_bytes())) =>
+                {
                     return Ok(Some(user));
                 }
                 _ => {
@@ -255,24 +292,44 @@ impl<B: AuthBackend> Auth<B> {
         if session.is_bearer() {
             return Ok(None);
         }
-        let Some(cookie) = &self.inner.remember_cookie else { return Ok(None) };
+        let Some(cookie) = &self.inner.remember_cookie else {
+            return Ok(None);
+        };
         let store = self.store();
-        match remember::restore(session.config(), store.as_ref(), cookie, self.inner.config.remember_lifetime).await? {
+        match remember::restore(
+            session.config(),
+            store.as_ref(),
+            cookie,
+            self.inner.config.remember_lifetime,
+            self.inner.config.remember_grace,
+        )
+        .await?
+        {
             Restored::Invalid => {
                 self.set_pending(|p| p.remember = Some(CookieAction::Clear));
                 Ok(None)
             }
             Restored::Theft { user_id } => {
                 tracing::warn!(target: "keycard::security", event = "remember_token_theft", user = %user_id, "stale remember-me token replayed; every session of the user revoked");
-                self.revoke_user_records(&user_id, None, &["session", "remember"]).await?;
+                self.revoke_user_records(&user_id, None, &["session", "remember"])
+                    .await?;
                 if session.is_client_side() {
-                    set_not_before(session.config(), store.as_ref(), &user_id, now_millis()).await?;
+                    set_not_before(session.config(), store.as_ref(), &user_id, now_millis())
+                        .await?;
                 }
                 self.set_pending(|p| p.remember = Some(CookieAction::Clear));
                 Ok(None)
             }
-            Restored::User { user_id, new_cookie } => {
-                let user = self.inner.backend.get_user(&user_id).await.map_err(|e| AuthError::Backend(Box::new(e)))?;
+            Restored::User {
+                user_id,
+                new_cookie,
+            } => {
+                let user = self
+                    .inner
+                    .backend
+                    .get_user(&user_id)
+                    .await
+                    .map_err(|e| AuthError::Backend(Box::new(e)))?;
                 let Some(user) = user else {
                     self.set_pending(|p| p.remember = Some(CookieAction::Clear));
                     return Ok(None);
@@ -300,19 +357,24 @@ impl<B: AuthBackend> Auth<B> {
             return Ok(false);
         }
         let fresh_ms = i64::try_from(self.inner.config.fresh_for.as_millis()).unwrap_or(i64::MAX);
-        Ok(self
-            .login_info()
-            .await?
-            .is_some_and(|info| info.fresh && now_millis().saturating_sub(info.login_at) <= fresh_ms))
+        Ok(self.login_info().await?.is_some_and(|info| {
+            info.fresh && now_millis().saturating_sub(info.login_at) <= fresh_ms
+        }))
     }
 
     /// Whether the user has `permission` (see [`AuthUser::permissions`]).
     pub async fn has_permission(&self, permission: &str) -> Result<bool, AuthError> {
-        Ok(self.user().await?.is_some_and(|u| u.permissions().iter().any(|p| p == permission)))
+        Ok(self
+            .user()
+            .await?
+            .is_some_and(|u| u.permissions().iter().any(|p| p == permission)))
     }
 
     async fn current_user_id(&self) -> Result<String, AuthError> {
-        self.user().await?.map(|u| u.id()).ok_or(AuthError::NotLoggedIn)
+        self.user()
+            .await?
+            .map(|u| u.id())
+            .ok_or(AuthError::NotLoggedIn)
     }
 
     /// The current user's active sessions, newest activity first.
@@ -320,20 +382,25 @@ impl<B: AuthBackend> Auth<B> {
         let user_id = self.current_user_id().await?;
         let current = self.inner.session.key().await?;
         let store = self.store();
-        let mut list: Vec<SessionEntry> = timed(self.inner.session.config(), store.list_for_user(&user_id))
-            .await?
-            .into_iter()
-            .filter(|s| s.kind == "session")
-            .map(|s| SessionEntry {
-                handle: s.key.handle(),
-                created_at: s.created_at,
-                last_seen: s.last_seen,
-                ip: s.ip,
-                user_agent: s.user_agent,
-                current: Some(s.key) == current,
-            })
-            .collect();
-        list.sort_by(|a, b| b.current.cmp(&a.current).then(b.last_seen.cmp(&a.last_seen)));
+        let mut list: Vec<SessionEntry> =
+            timed(self.inner.session.config(), store.list_for_user(&user_id))
+                .await?
+                .into_iter()
+                .filter(|s| s.kind == "session")
+                .map(|s| SessionEntry {
+                    handle: s.key.handle(),
+                    created_at: s.created_at,
+                    last_seen: s.last_seen,
+                    ip: s.ip,
+                    user_agent: s.user_agent,
+                    current: Some(s.key) == current,
+                })
+                .collect();
+        list.sort_by(|a, b| {
+            b.current
+                .cmp(&a.current)
+                .then(b.last_seen.cmp(&a.last_seen))
+        });
         Ok(list)
     }
 
@@ -346,7 +413,10 @@ impl<B: AuthBackend> Auth<B> {
         let found = timed(config, store.list_for_user(&user_id))
             .await?
             .into_iter()
-            .find(|s| s.kind == "session" && bool::from(s.key.handle().as_bytes().ct_eq(handle.as_bytes())));
+            .find(|s| {
+                s.kind == "session"
+                    && bool::from(s.key.handle().as_bytes().ct_eq(handle.as_bytes()))
+            });
         let Some(found) = found else { return Ok(false) };
         if Some(found.key) == self.inner.session.key().await? {
             self.logout().await?;
@@ -362,13 +432,25 @@ impl<B: AuthBackend> Auth<B> {
     pub async fn revoke_other_sessions(&self) -> Result<u64, AuthError> {
         let user_id = self.current_user_id().await?;
         let current = self.inner.session.key().await?;
-        let own_remember = self.inner.remember_cookie.as_deref().and_then(remember::key_of);
+        let own_remember = self
+            .inner
+            .remember_cookie
+            .as_deref()
+            .and_then(remember::key_of);
         let keep: Vec<SessionKey> = current.into_iter().chain(own_remember).collect();
-        let count = self.revoke_user_records(&user_id, Some(&keep), &["session", "remember"]).await?;
+        let count = self
+            .revoke_user_records(&user_id, Some(&keep), &["session", "remember"])
+            .await?;
         if self.inner.session.is_client_side() {
             // Client-side sessions cannot be listed: void every older login,
             // then re-issue this one so it survives.
-            set_not_before(self.inner.session.config(), self.store().as_ref(), &user_id, now_millis()).await?;
+            set_not_before(
+                self.inner.session.config(),
+                self.store().as_ref(),
+                &user_id,
+                now_millis(),
+            )
+            .await?;
             self.refresh_login().await?;
         }
         tracing::info!(target: "keycard::security", event = "sessions_revoked", user = %user_id, count, "other sessions revoked");
@@ -381,9 +463,16 @@ impl<B: AuthBackend> Auth<B> {
     pub async fn password_changed(&self, user: &B::User) -> Result<(), AuthError> {
         let current = self.inner.session.key().await?;
         let keep: Vec<SessionKey> = current.into_iter().collect();
-        self.revoke_user_records(&user.id(), Some(&keep), &["session", "remember", "bearer"]).await?;
+        self.revoke_user_records(&user.id(), Some(&keep), &["session", "remember", "bearer"])
+            .await?;
         if self.inner.session.is_client_side() {
-            set_not_before(self.inner.session.config(), self.store().as_ref(), &user.id(), now_millis()).await?;
+            set_not_before(
+                self.inner.session.config(),
+                self.store().as_ref(),
+                &user.id(),
+                now_millis(),
+            )
+            .await?;
         }
         self.login_as(user, true, "password").await?;
         self.set_pending(|p| p.remember = Some(CookieAction::Clear));
@@ -398,12 +487,18 @@ impl<B: AuthBackend> Auth<B> {
         Ok(())
     }
 
-    async fn revoke_user_records(&self, user_id: &str, keep: Option<&[SessionKey]>, kinds: &[&str]) -> Result<u64, AuthError> {
+    async fn revoke_user_records(
+        &self,
+        user_id: &str,
+        keep: Option<&[SessionKey]>,
+        kinds: &[&str],
+    ) -> Result<u64, AuthError> {
         let store = self.store();
         let config = self.inner.session.config();
         let mut count = 0;
         for entry in timed(config, store.list_for_user(user_id)).await? {
-            if kinds.contains(&entry.kind.as_str()) && !keep.is_some_and(|k| k.contains(&entry.key)) {
+            if kinds.contains(&entry.kind.as_str()) && !keep.is_some_and(|k| k.contains(&entry.key))
+            {
                 timed(config, store.delete(&entry.key)).await?;
                 count += 1;
             }
@@ -429,7 +524,14 @@ impl<B: AuthBackend> Auth<B> {
     /// `Authorization: Bearer <token>`.
     pub async fn issue_token(&self, lifetime: std::time::Duration) -> Result<String, AuthError> {
         let user = self.user().await?.ok_or(AuthError::NotLoggedIn)?;
-        let token = super::token::issue(self.inner.session.config(), self.store().as_ref(), &user, lifetime, self.inner.session.client()).await?;
+        let token = super::token::issue(
+            self.inner.session.config(),
+            self.store().as_ref(),
+            &user,
+            lifetime,
+            self.inner.session.client(),
+        )
+        .await?;
         tracing::info!(target: "keycard::security", event = "token_issued", user = %user.id(), "API token issued");
         Ok(token)
     }

@@ -43,6 +43,10 @@ pub struct AuthConfig {
     pub remember_cookie: CookieConfig,
     /// How long a remember-me series lives after its last use. Default: 30 days.
     pub remember_lifetime: Duration,
+    /// How long the previous remember-me value is still accepted after a
+    /// rotation (parallel requests of one browser carry the old cookie).
+    /// Past it, the old value is treated as stolen. Default: 30 seconds.
+    pub remember_grace: Duration,
 }
 
 impl Default for AuthConfig {
@@ -53,8 +57,12 @@ impl Default for AuthConfig {
             reauth_path: "/reauth".into(),
             api_prefix: "/api/".into(),
             fresh_for: Duration::from_secs(15 * 60),
-            remember_cookie: CookieConfig { max_age: Some(lifetime), ..CookieConfig::named("__Host-keycard-remember") },
+            remember_cookie: CookieConfig {
+                max_age: Some(lifetime),
+                ..CookieConfig::named("__Host-keycard-remember")
+            },
             remember_lifetime: lifetime,
+            remember_grace: Duration::from_secs(30),
         }
     }
 }
@@ -95,7 +103,10 @@ pub struct AuthLayer<B> {
 impl<B: AuthBackend> AuthLayer<B> {
     /// A layer for `backend` with the default configuration.
     pub fn new(backend: B) -> Self {
-        AuthLayer { backend, config: Arc::new(AuthConfig::default()) }
+        AuthLayer {
+            backend,
+            config: Arc::new(AuthConfig::default()),
+        }
     }
 
     /// Sets the configuration.
@@ -110,7 +121,10 @@ impl<S, B: AuthBackend> Layer<S> for AuthLayer<B> {
     type Service = AuthService<S, B>;
 
     fn layer(&self, inner: S) -> Self::Service {
-        AuthService { inner, layer: self.clone() }
+        AuthService {
+            inner,
+            layer: self.clone(),
+        }
     }
 }
 
@@ -140,7 +154,9 @@ where
     fn call(&mut self, mut request: Request<ReqBody>) -> Self::Future {
         let Some(session) = request.extensions().get::<Session>().cloned() else {
             tracing::error!(target: "keycard", "AuthLayer needs SessionLayer outside it");
-            let mut response = Response::new(ResBody::from("Internal error: session layer missing.".to_owned()));
+            let mut response = Response::new(ResBody::from(
+                "Internal error: session layer missing.".to_owned(),
+            ));
             *response.status_mut() = http::StatusCode::INTERNAL_SERVER_ERROR;
             return Box::pin(async move { Ok(response) });
         };
@@ -149,7 +165,12 @@ where
             CookieLookup::One(value) => Some(value.to_owned()),
             _ => None,
         };
-        let auth = Auth::new(session, self.layer.backend.clone(), config.clone(), remember);
+        let auth = Auth::new(
+            session,
+            self.layer.backend.clone(),
+            config.clone(),
+            remember,
+        );
         request.extensions_mut().insert(auth.clone());
         let clone = self.inner.clone();
         let mut inner = std::mem::replace(&mut self.inner, clone);
@@ -169,7 +190,10 @@ where
                 }
             }
             if pending.clear_site_data {
-                headers.insert("clear-site-data", HeaderValue::from_static("\"cache\", \"cookies\", \"storage\""));
+                headers.insert(
+                    "clear-site-data",
+                    HeaderValue::from_static("\"cache\", \"cookies\", \"storage\""),
+                );
             }
             Ok(response)
         })

@@ -13,6 +13,8 @@
 //! - [`LoginThrottle`]: per account and per address, shared through the store.
 //! - [`hash_password`] / [`verify_password`]: argon2id.
 
+#[cfg(feature = "axum")]
+mod extract;
 mod handle;
 mod layer;
 mod next;
@@ -20,16 +22,16 @@ mod password;
 mod remember;
 mod throttle;
 mod token;
-#[cfg(feature = "axum")]
-mod extract;
 
+#[cfg(feature = "axum")]
+pub use extract::{
+    CurrentUser, FreshUser, LoginRejection, MaybeUser, RequireLoginLayer, RequirePermissionLayer,
+};
 pub use handle::{Auth, AuthError, LoginInfo, SessionEntry};
 pub use layer::{AuthConfig, AuthLayer, AuthService};
 pub use next::{encode_next, safe_next};
 pub use password::{hash_password, verify_dummy, verify_password, PasswordError};
 pub use throttle::{LoginThrottle, Throttled};
-#[cfg(feature = "axum")]
-pub use extract::{CurrentUser, FreshUser, LoginRejection, MaybeUser, RequireLoginLayer, RequirePermissionLayer};
 
 use async_trait::async_trait;
 
@@ -70,7 +72,10 @@ pub trait AuthBackend: Clone + Send + Sync + 'static {
 
     /// Checks credentials: `Ok(None)` for unknown user or wrong password alike.
     /// Spend the same time on both (see [`verify_dummy`]).
-    async fn authenticate(&self, credentials: Self::Credentials) -> Result<Option<Self::User>, Self::Error>;
+    async fn authenticate(
+        &self,
+        credentials: Self::Credentials,
+    ) -> Result<Option<Self::User>, Self::Error>;
 
     /// Loads a user by [`AuthUser::id`].
     async fn get_user(&self, user_id: &str) -> Result<Option<Self::User>, Self::Error>;

@@ -77,7 +77,9 @@ pub fn encode_next(path: &str) -> String {
     let mut out = String::with_capacity(path.len() * 3);
     for byte in path.bytes() {
         match byte {
-            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => out.push(byte as char),
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
+                out.push(byte as char)
+            }
             _ => out.push_str(&format!("%{byte:02X}")),
         }
     }
@@ -90,7 +92,12 @@ mod tests {
 
     #[test]
     fn accepts_local_paths() {
-        for ok in ["/", "/account", "/a/b?x=1&y=%20#frag", "/sessions?next=%2Faccount"] {
+        for ok in [
+            "/",
+            "/account",
+            "/a/b?x=1&y=%20#frag",
+            "/sessions?next=%2Faccount",
+        ] {
             assert_eq!(safe_next(ok), Some(ok));
         }
     }
@@ -98,9 +105,27 @@ mod tests {
     #[test]
     fn refuses_every_escape() {
         for bad in [
-            "", "//x", "///x", "/\\x", "\\\\x", "http://x", "HTTPS://x", "javascript:alert(1)",
-            "JaVaScRiPt:x", "data:text/html,x", "/%2f%2fx", "%2F%2Fx", "/%5cx", "/%255c%255cx",
-            "/a\r\nb", "/a%0Ab", "/a%0d%0ab", " /x", "/x\t", "/%E0%A4%A", "/ok:colon",
+            "",
+            "//x",
+            "///x",
+            "/\\x",
+            "\\\\x",
+            "http://x",
+            "HTTPS://x",
+            "javascript:alert(1)",
+            "JaVaScRiPt:x",
+            "data:text/html,x",
+            "/%2f%2fx",
+            "%2F%2Fx",
+            "/%5cx",
+            "/%255c%255cx",
+            "/a\r\nb",
+            "/a%0Ab",
+            "/a%0d%0ab",
+            " /x",
+            "/x\t",
+            "/%E0%A4%A",
+            "/ok:colon",
         ] {
             assert_eq!(safe_next(bad), None, "{bad:?}");
         }
@@ -109,6 +134,9 @@ mod tests {
     #[test]
     fn encode_round_trips_through_decode() {
         assert_eq!(encode_next("/account"), "%2Faccount");
-        assert_eq!(percent_decode(&encode_next("/a b?c=d")).unwrap(), "/a b?c=d");
+        assert_eq!(
+            percent_decode(&encode_next("/a b?c=d")).unwrap(),
+            "/a b?c=d"
+        );
     }
 }

@@ -10,7 +10,8 @@
 
 use crate::session::{timed, timed_create};
 use crate::{
-    now_millis, reserved, Change, Record, SessionConfig, SessionKey, SessionStore, StoreError, Update,
+    now_millis, reserved, Change, Record, SessionConfig, SessionKey, SessionStore, StoreError,
+    Update,
 };
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;
@@ -18,11 +19,12 @@ use serde_json::Value;
 use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
 
-const GRACE_MS: i64 = 30_000;
-
 pub(crate) enum Restored {
     /// The token is good: log `user_id` in; set the cookie to the new value if any.
-    User { user_id: String, new_cookie: Option<String> },
+    User {
+        user_id: String,
+        new_cookie: Option<String>,
+    },
     /// No such series (expired, revoked, garbage): ignore the cookie.
     Invalid,
     /// A stale validator for a live series: the token was stolen.
@@ -39,10 +41,17 @@ fn digest(validator: &[u8]) -> String {
 
 fn parse(cookie: &str) -> Option<(&str, Vec<u8>)> {
     let (selector, validator) = cookie.split_once(':')?;
-    if selector.len() != 22 || !selector.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_') {
+    if selector.len() != 22
+        || !selector
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+    {
         return None;
     }
-    let validator = URL_SAFE_NO_PAD.decode(validator).ok().filter(|v| v.len() == 32)?;
+    let validator = URL_SAFE_NO_PAD
+        .decode(validator)
+        .ok()
+        .filter(|v| v.len() == 32)?;
     Some((selector, validator))
 }
 
@@ -65,8 +74,12 @@ pub(crate) async fn issue(
     record.user_id = Some(user_id.to_owned());
     record.ip.clone_from(&client.ip);
     record.user_agent.clone_from(&client.user_agent);
-    record.data.insert(reserved::KIND.into(), Value::from("remember"));
-    record.data.insert("v".into(), Value::from(digest(&validator)));
+    record
+        .data
+        .insert(reserved::KIND.into(), Value::from("remember"));
+    record
+        .data
+        .insert("v".into(), Value::from(digest(&validator)));
     match timed_create(config, store.create(&series_key(&selector), &record)).await {
         Ok(()) => Ok(format!("{selector}:{}", URL_SAFE_NO_PAD.encode(validator))),
         // 128 random bits collided: the random generator is broken.
@@ -81,26 +94,45 @@ pub(crate) async fn restore(
     store: &dyn SessionStore,
     cookie: &str,
     lifetime: std::time::Duration,
+    grace: std::time::Duration,
 ) -> Result<Restored, crate::SessionError> {
-    let Some((selector, validator)) = parse(cookie) else { return Ok(Restored::Invalid) };
+    let grace_ms = i64::try_from(grace.as_millis()).unwrap_or(i64::MAX);
+    let Some((selector, validator)) = parse(cookie) else {
+        return Ok(Restored::Invalid);
+    };
     let key = series_key(selector);
     let now = now_millis();
-    let Some(record) = timed(config, store.load(&key)).await? else { return Ok(Restored::Invalid) };
+    let Some(record) = timed(config, store.load(&key)).await? else {
+        return Ok(Restored::Invalid);
+    };
     let (Some(user_id), false) = (record.user_id.clone(), record.is_expired(now)) else {
         return Ok(Restored::Invalid);
     };
     let presented = digest(&validator);
     let matches = |field: &str| {
-        record.data.get(field).and_then(Value::as_str).is_some_and(|stored| bool::from(stored.as_bytes().ct_eq(presented.as_bytes())))
+        record
+            .data
+            .get(field)
+            .and_then(Value::as_str)
+            .is_some_and(|stored| bool::from(stored.as_bytes().ct_eq(presented.as_bytes())))
     };
     if matches("v") {
         let next = crate::random_bytes::<32>()?;
         let ttl = lifetime_ms(lifetime);
         let update = Update {
             changes: vec![
-                Change::Set { key: "v".into(), value: Value::from(digest(&next)) },
-                Change::Set { key: "prev".into(), value: Value::from(presented) },
-                Change::Set { key: "prev_until".into(), value: Value::from(now + GRACE_MS) },
+                Change::Set {
+                    key: "v".into(),
+                    value: Value::from(digest(&next)),
+                },
+                Change::Set {
+                    key: "prev".into(),
+                    value: Value::from(presented),
+                },
+                Change::Set {
+                    key: "prev_until".into(),
+                    value: Value::from(now.saturating_add(grace_ms)),
+                },
             ],
             user_id: None,
             client: None,
@@ -116,16 +148,27 @@ pub(crate) async fn restore(
             crate::ApplyOutcome::Gone => Restored::Invalid,
         });
     }
-    let in_grace = record.data.get("prev_until").and_then(Value::as_i64).is_some_and(|until| now < until);
+    let in_grace = record
+        .data
+        .get("prev_until")
+        .and_then(Value::as_i64)
+        .is_some_and(|until| now < until);
     if in_grace && matches("prev") {
         // A parallel request of the same browser: the new cookie is on its way.
-        return Ok(Restored::User { user_id, new_cookie: None });
+        return Ok(Restored::User {
+            user_id,
+            new_cookie: None,
+        });
     }
     Ok(Restored::Theft { user_id })
 }
 
 /// Deletes the series a cookie names (at logout).
-pub(crate) async fn forget(config: &SessionConfig, store: &dyn SessionStore, cookie: &str) -> Result<(), StoreError> {
+pub(crate) async fn forget(
+    config: &SessionConfig,
+    store: &dyn SessionStore,
+    cookie: &str,
+) -> Result<(), StoreError> {
     match parse(cookie) {
         Some((selector, _)) => timed(config, store.delete(&series_key(selector))).await,
         None => Ok(()),

@@ -2,7 +2,10 @@
 //! lockouts, kept in the session store so every server process shares it.
 
 use crate::session::{timed, timed_create};
-use crate::{now_millis, reserved, ApplyOutcome, Change, CreateError, Record, SessionConfig, SessionKey, SessionStore, StoreError, Update};
+use crate::{
+    now_millis, reserved, ApplyOutcome, Change, CreateError, Record, SessionConfig, SessionKey,
+    SessionStore, StoreError, Update,
+};
 use serde_json::Value;
 use std::sync::Arc;
 use std::time::Duration;
@@ -63,24 +66,44 @@ impl LoginThrottle {
 
     fn keys(username: &str, ip: Option<&str>) -> [(Option<SessionKey>, bool); 2] {
         [
-            (Some(SessionKey::derive("throttle-account", &username.to_lowercase())), true),
-            (ip.map(|ip| SessionKey::derive("throttle-address", ip)), false),
+            (
+                Some(SessionKey::derive(
+                    "throttle-account",
+                    &username.to_lowercase(),
+                )),
+                true,
+            ),
+            (
+                ip.map(|ip| SessionKey::derive("throttle-address", ip)),
+                false,
+            ),
         ]
     }
 
     /// `Err(Throttled)` if the account or the address is locked now.
-    pub async fn check(&self, username: &str, ip: Option<&str>) -> Result<Result<(), Throttled>, StoreError> {
+    pub async fn check(
+        &self,
+        username: &str,
+        ip: Option<&str>,
+    ) -> Result<Result<(), Throttled>, StoreError> {
         let now = now_millis();
         let mut wait = 0;
         for (key, _) in Self::keys(username, ip) {
             let Some(key) = key else { continue };
             if let Some(record) = timed(&self.config, self.store.load(&key)).await? {
-                let until = record.data.get("locked_until").and_then(Value::as_i64).unwrap_or(0);
+                let until = record
+                    .data
+                    .get("locked_until")
+                    .and_then(Value::as_i64)
+                    .unwrap_or(0);
                 wait = wait.max(until - now);
             }
         }
         if wait > 0 {
-            return Ok(Err(Throttled { retry_after: Duration::from_millis(u64::try_from(wait).unwrap_or(0)).max(Duration::from_secs(1)) }));
+            return Ok(Err(Throttled {
+                retry_after: Duration::from_millis(u64::try_from(wait).unwrap_or(0))
+                    .max(Duration::from_secs(1)),
+            }));
         }
         Ok(Ok(()))
     }
@@ -89,7 +112,11 @@ impl LoginThrottle {
     pub async fn failure(&self, username: &str, ip: Option<&str>) -> Result<(), StoreError> {
         for (key, is_account) in Self::keys(username, ip) {
             let Some(key) = key else { continue };
-            let limit = if is_account { self.per_account } else { self.per_address };
+            let limit = if is_account {
+                self.per_account
+            } else {
+                self.per_address
+            };
             self.count(&key, limit).await?;
         }
         Ok(())
@@ -98,9 +125,19 @@ impl LoginThrottle {
     /// Records a successful login: the account's failure count starts again.
     pub async fn success(&self, username: &str) -> Result<(), StoreError> {
         let key = SessionKey::derive("throttle-account", &username.to_lowercase());
-        let Some(record) = timed(&self.config, self.store.load(&key)).await? else { return Ok(()) };
-        let update = self.update(&record, vec![Change::Set { key: "fails".into(), value: Value::from(0) }]);
-        timed(&self.config, self.store.apply(&key, &update)).await.map(|_| ())
+        let Some(record) = timed(&self.config, self.store.load(&key)).await? else {
+            return Ok(());
+        };
+        let update = self.update(
+            &record,
+            vec![Change::Set {
+                key: "fails".into(),
+                value: Value::from(0),
+            }],
+        );
+        timed(&self.config, self.store.apply(&key, &update))
+            .await
+            .map(|_| ())
     }
 
     fn update(&self, _record: &Record, changes: Vec<Change>) -> Update {
@@ -122,7 +159,9 @@ impl LoginThrottle {
             Some(record) if !record.is_expired(now) => record,
             _ => {
                 let mut record = Record::new(now, DAY_MS, DAY_MS);
-                record.data.insert(reserved::KIND.into(), Value::from("throttle"));
+                record
+                    .data
+                    .insert(reserved::KIND.into(), Value::from("throttle"));
                 record.data.insert("window_start".into(), Value::from(now));
                 record.data.insert("fails".into(), Value::from(0));
                 match timed_create(&self.config, self.store.create(key, &record)).await {
@@ -133,32 +172,75 @@ impl LoginThrottle {
                 record
             }
         };
-        let started = record.data.get("window_start").and_then(Value::as_i64).unwrap_or(now);
+        let started = record
+            .data
+            .get("window_start")
+            .and_then(Value::as_i64)
+            .unwrap_or(now);
         let changes = if now - started > window {
             vec![
-                Change::Set { key: "window_start".into(), value: Value::from(now) },
-                Change::Set { key: "fails".into(), value: Value::from(1) },
+                Change::Set {
+                    key: "window_start".into(),
+                    value: Value::from(now),
+                },
+                Change::Set {
+                    key: "fails".into(),
+                    value: Value::from(1),
+                },
             ]
         } else {
-            vec![Change::Increment { key: "fails".into(), by: 1 }]
+            vec![Change::Increment {
+                key: "fails".into(),
+                by: 1,
+            }]
         };
-        if timed(&self.config, self.store.apply(key, &self.update(&record, changes))).await? == ApplyOutcome::Gone {
+        if timed(
+            &self.config,
+            self.store.apply(key, &self.update(&record, changes)),
+        )
+        .await?
+            == ApplyOutcome::Gone
+        {
             return Ok(());
         }
-        let Some(after) = timed(&self.config, self.store.load(key)).await? else { return Ok(()) };
+        let Some(after) = timed(&self.config, self.store.load(key)).await? else {
+            return Ok(());
+        };
         let fails = after.data.get("fails").and_then(Value::as_i64).unwrap_or(0);
         if fails >= limit {
-            let lockouts = after.data.get("lockouts").and_then(Value::as_i64).unwrap_or(0);
+            let lockouts = after
+                .data
+                .get("lockouts")
+                .and_then(Value::as_i64)
+                .unwrap_or(0);
             let base = i64::try_from(self.lockout.as_millis()).unwrap_or(MAX_LOCK_MS);
-            let lock = base.saturating_mul(1 << lockouts.clamp(0, 20)).min(MAX_LOCK_MS);
+            let lock = base
+                .saturating_mul(1 << lockouts.clamp(0, 20))
+                .min(MAX_LOCK_MS);
             tracing::warn!(target: "keycard::security", event = "login_throttled", lockouts = lockouts + 1, lock_ms = lock, "too many failed logins; locked");
             let changes = vec![
-                Change::Set { key: "locked_until".into(), value: Value::from(now + lock) },
-                Change::Increment { key: "lockouts".into(), by: 1 },
-                Change::Set { key: "fails".into(), value: Value::from(0) },
-                Change::Set { key: "window_start".into(), value: Value::from(now) },
+                Change::Set {
+                    key: "locked_until".into(),
+                    value: Value::from(now + lock),
+                },
+                Change::Increment {
+                    key: "lockouts".into(),
+                    by: 1,
+                },
+                Change::Set {
+                    key: "fails".into(),
+                    value: Value::from(0),
+                },
+                Change::Set {
+                    key: "window_start".into(),
+                    value: Value::from(now),
+                },
             ];
-            timed(&self.config, self.store.apply(key, &self.update(&after, changes))).await?;
+            timed(
+                &self.config,
+                self.store.apply(key, &self.update(&after, changes)),
+            )
+            .await?;
         }
         Ok(())
     }

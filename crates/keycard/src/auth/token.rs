@@ -9,7 +9,10 @@
 use super::handle::{hash_of, LoginInfo};
 use super::AuthUser;
 use crate::session::timed_create;
-use crate::{now_millis, reserved, ClientDetails, CreateError, Record, SessionConfig, SessionError, SessionId, SessionStore};
+use crate::{
+    now_millis, reserved, ClientDetails, CreateError, Record, SessionConfig, SessionError,
+    SessionId, SessionStore,
+};
 use serde_json::Value;
 
 pub(crate) async fn issue<U: AuthUser>(
@@ -25,9 +28,19 @@ pub(crate) async fn issue<U: AuthUser>(
     record.user_id = Some(user.id());
     record.ip.clone_from(&client.ip);
     record.user_agent.clone_from(&client.user_agent);
-    record.data.insert(reserved::KIND.into(), Value::from("bearer"));
-    let info = LoginInfo { hash: hash_of(user), login_at: now, fresh: false, via: "token".into() };
-    record.data.insert(reserved::AUTH.into(), serde_json::to_value(info).map_err(SessionError::Serialize)?);
+    record
+        .data
+        .insert(reserved::KIND.into(), Value::from("bearer"));
+    let info = LoginInfo {
+        hash: hash_of(user),
+        login_at: now,
+        fresh: false,
+        via: "token".into(),
+    };
+    record.data.insert(
+        reserved::AUTH.into(),
+        serde_json::to_value(info).map_err(SessionError::Serialize)?,
+    );
     for _ in 0..3 {
         let id = SessionId::generate()?;
         match timed_create(config, store.create(&id.key(), &record)).await {

@@ -137,7 +137,8 @@ impl FlaskCodec {
     /// ```
     #[must_use]
     pub fn with_fallbacks<K: AsRef<[u8]>>(mut self, keys: impl IntoIterator<Item = K>) -> Self {
-        self.fallbacks.extend(keys.into_iter().filter_map(|key| derive_key(key.as_ref())));
+        self.fallbacks
+            .extend(keys.into_iter().filter_map(|key| derive_key(key.as_ref())));
         self
     }
 
@@ -252,7 +253,11 @@ impl FlaskCodec {
         let FlaskValue::Dict(values) = FlaskValue::from_tagged_json(value)? else {
             return Err(CodecError::Malformed("Flask session is not a JSON object"));
         };
-        Ok(FlaskSession { values, issued_at, stale_key })
+        Ok(FlaskSession {
+            values,
+            issued_at,
+            stale_key,
+        })
     }
 
     /// Encodes and signs `session` with the current secret, dated now, as
@@ -271,7 +276,15 @@ impl FlaskCodec {
     /// session.insert("big", "x".repeat(5000).as_str());
     /// // Compressible: fits.
     /// assert!(codec.encode(&session)?.starts_with('.'));
-    /// let noise: String = (0..6000u32).map(|i| char::from(b'!' + (i * 7919 % 89) as u8)).collect();
+    /// let mut x = 0x2545_f491_4f6c_dd1d_u64; // xorshift: incompressible text
+    /// let noise: String = (0..6000)
+    ///     .map(|_| {
+    ///         x ^= x << 13;
+    ///         x ^= x >> 7;
+    ///         x ^= x << 17;
+    ///         char::from(b'a' + (x % 26) as u8)
+    ///     })
+    ///     .collect();
     /// session.insert("big", noise.as_str());
     /// assert!(matches!(codec.encode(&session), Err(CodecError::TooLarge(_))));
     /// # Ok::<(), CodecError>(())
@@ -288,11 +301,13 @@ impl FlaskCodec {
     /// ```
     /// use keycard::codec::flask::{FlaskCodec, FlaskSession};
     /// let cookie = FlaskCodec::new("secret").encode_at(&FlaskSession::new(), 1_700_000_000)?;
-    /// assert!(cookie.starts_with("e30.ZVU8AA.")); // "{}" and the timestamp
+    /// assert!(cookie.starts_with("e30.ZVPxAA.")); // "{}" and the timestamp
     /// # Ok::<(), keycard::CodecError>(())
     /// ```
     pub fn encode_at(&self, session: &FlaskSession, issued_at: u64) -> Result<String, CodecError> {
-        let Some(key) = &self.current else { return Err(CodecError::UnknownKey) };
+        let Some(key) = &self.current else {
+            return Err(CodecError::UnknownKey);
+        };
         let json = session.to_json_string()?;
         let compressed = zlib(json.as_bytes())?;
         let mut out = String::new();
@@ -305,7 +320,10 @@ impl FlaskCodec {
         }
         out.push('.');
         let timestamp = issued_at.to_be_bytes();
-        let first = timestamp.iter().position(|b| *b != 0).unwrap_or(timestamp.len());
+        let first = timestamp
+            .iter()
+            .position(|b| *b != 0)
+            .unwrap_or(timestamp.len());
         URL_SAFE_NO_PAD.encode_string(&timestamp[first..], &mut out);
         let signature = sign(key, out.as_bytes())?;
         out.push('.');
@@ -318,9 +336,12 @@ impl FlaskCodec {
     /// key and without stopping at the first match. `Ok(true)`: a fallback
     /// verified it.
     fn verify(&self, signed: &[u8], signature: &str) -> Result<bool, CodecError> {
-        let Some(current) = &self.current else { return Err(CodecError::BadSignature) };
-        let signature =
-            URL_SAFE_NO_PAD.decode(signature).map_err(|_| CodecError::BadSignature)?;
+        let Some(current) = &self.current else {
+            return Err(CodecError::BadSignature);
+        };
+        let signature = URL_SAFE_NO_PAD
+            .decode(signature)
+            .map_err(|_| CodecError::BadSignature)?;
         if signature.len() != SIGNATURE_LEN {
             return Err(CodecError::BadSignature);
         }
@@ -406,7 +427,11 @@ impl FlaskSession {
     /// assert_eq!(session.insert("theme", "dark"), None);
     /// assert!(session.insert("theme", "light").is_some());
     /// ```
-    pub fn insert(&mut self, key: impl Into<String>, value: impl Into<FlaskValue>) -> Option<FlaskValue> {
+    pub fn insert(
+        &mut self,
+        key: impl Into<String>,
+        value: impl Into<FlaskValue>,
+    ) -> Option<FlaskValue> {
         self.values.insert(key.into(), value.into())
     }
 
@@ -445,7 +470,8 @@ impl FlaskSession {
     /// ```
     pub fn set_permanent(&mut self, permanent: bool) {
         if permanent {
-            self.values.insert("_permanent".to_owned(), FlaskValue::Bool(true));
+            self.values
+                .insert("_permanent".to_owned(), FlaskValue::Bool(true));
         } else {
             self.values.remove("_permanent");
         }
@@ -463,7 +489,10 @@ impl FlaskSession {
     /// ```
     pub fn from_tagged_json(value: Value) -> Result<Self, CodecError> {
         match FlaskValue::from_tagged_json(value)? {
-            FlaskValue::Dict(values) => Ok(FlaskSession { values, ..Self::default() }),
+            FlaskValue::Dict(values) => Ok(FlaskSession {
+                values,
+                ..Self::default()
+            }),
             _ => Err(CodecError::Malformed("Flask session is not a JSON object")),
         }
     }
@@ -499,8 +528,14 @@ impl FlaskSession {
 impl From<serde_json::Map<String, Value>> for FlaskSession {
     /// Plain JSON values, with no tag read (see [`FlaskValue`]'s `From<Value>`).
     fn from(map: serde_json::Map<String, Value>) -> Self {
-        let values = map.into_iter().map(|(k, v)| (k, FlaskValue::from(v))).collect();
-        FlaskSession { values, ..Self::default() }
+        let values = map
+            .into_iter()
+            .map(|(k, v)| (k, FlaskValue::from(v)))
+            .collect();
+        FlaskSession {
+            values,
+            ..Self::default()
+        }
     }
 }
 
@@ -516,8 +551,8 @@ fn derive_key(secret: &[u8]) -> Option<SigningKey> {
 
 fn sign(key: &SigningKey, value: &[u8]) -> Result<[u8; SIGNATURE_LEN], CodecError> {
     // HMAC accepts keys of any length: this cannot fail.
-    let mut mac = Hmac::<Sha1>::new_from_slice(key.as_slice())
-        .map_err(|_| CodecError::BadSignature)?;
+    let mut mac =
+        Hmac::<Sha1>::new_from_slice(key.as_slice()).map_err(|_| CodecError::BadSignature)?;
     mac.update(value);
     Ok(mac.finalize().into_bytes().into())
 }
@@ -547,7 +582,9 @@ fn decode_payload(payload: &str) -> Result<Vec<u8>, CodecError> {
         return Ok(bytes);
     }
     let mut json = Vec::new();
-    let limit = u64::try_from(MAX_INFLATED_SIZE).unwrap_or(u64::MAX).saturating_add(1);
+    let limit = u64::try_from(MAX_INFLATED_SIZE)
+        .unwrap_or(u64::MAX)
+        .saturating_add(1);
     ZlibDecoder::new(bytes.as_slice())
         .take(limit)
         .read_to_end(&mut json)
@@ -568,7 +605,9 @@ fn zlib(data: &[u8]) -> Result<Vec<u8>, CodecError> {
 }
 
 fn unix_now() -> u64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs())
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
 }
 
 #[cfg(test)]
@@ -583,7 +622,10 @@ mod tests {
             assert_eq!(codec.decode(&cookie).unwrap().issued_at, ts);
         }
         // ts = 0 is the empty byte string: "e30..sig".
-        assert!(codec.encode_at(&FlaskSession::new(), 0).unwrap().starts_with("e30.."));
+        assert!(codec
+            .encode_at(&FlaskSession::new(), 0)
+            .unwrap()
+            .starts_with("e30.."));
         assert!(decode_timestamp("AAAAAAAAAAAA").is_err());
     }
 
@@ -599,7 +641,10 @@ mod tests {
     #[test]
     fn empty_secret_means_no_session() {
         let codec = FlaskCodec::new("");
-        assert_eq!(codec.encode(&FlaskSession::new()), Err(CodecError::UnknownKey));
+        assert_eq!(
+            codec.encode(&FlaskSession::new()),
+            Err(CodecError::UnknownKey)
+        );
         let cookie = FlaskCodec::new("k").encode(&FlaskSession::new()).unwrap();
         assert_eq!(codec.decode(&cookie), Err(CodecError::BadSignature));
         assert_eq!(FlaskCodec::new("k").with_fallbacks([""]).fallbacks.len(), 0);
@@ -608,8 +653,14 @@ mod tests {
     #[test]
     fn zip_bomb_is_capped() {
         let json = format!(r#"{{"a":"{}"}}"#, "x".repeat(MAX_INFLATED_SIZE));
-        let payload = format!(".{}", URL_SAFE_NO_PAD.encode(zlib(json.as_bytes()).unwrap()));
-        assert_eq!(decode_payload(&payload), Err(CodecError::TooLarge(MAX_INFLATED_SIZE + 1)));
+        let payload = format!(
+            ".{}",
+            URL_SAFE_NO_PAD.encode(zlib(json.as_bytes()).unwrap())
+        );
+        assert_eq!(
+            decode_payload(&payload),
+            Err(CodecError::TooLarge(MAX_INFLATED_SIZE + 1))
+        );
         let small = format!(".{}", URL_SAFE_NO_PAD.encode(zlib(b"{}").unwrap()));
         assert_eq!(decode_payload(&small).unwrap(), b"{}");
         assert!(decode_payload(".AAAA").is_err());

@@ -189,7 +189,12 @@ impl KeyRing {
     /// # Ok::<(), keycard::codec::KeyRingError>(())
     /// ```
     pub fn generate() -> Result<Self, KeyRingError> {
-        Ok(KeyRing { keys: vec![MasterKey { id: 1, bytes: fresh_key()? }] })
+        Ok(KeyRing {
+            keys: vec![MasterKey {
+                id: 1,
+                bytes: fresh_key()?,
+            }],
+        })
     }
 
     /// A ring from `(id, key)` pairs, oldest first. Fails on an empty list or
@@ -261,7 +266,10 @@ impl KeyRing {
     /// ```
     pub fn from_file(path: impl AsRef<Path>) -> Result<Self, KeyRingError> {
         let path = path.as_ref();
-        let io = |source| KeyRingError::Io { path: path.to_owned(), source };
+        let io = |source| KeyRingError::Io {
+            path: path.to_owned(),
+            source,
+        };
         let text = Zeroizing::new(std::fs::read_to_string(path).map_err(io)?);
         #[cfg(unix)]
         {
@@ -285,7 +293,10 @@ impl KeyRing {
     pub fn write_file(&self, path: impl AsRef<Path>) -> Result<(), KeyRingError> {
         use std::io::Write;
         let path = path.as_ref();
-        let io = |source| KeyRingError::Io { path: path.to_owned(), source };
+        let io = |source| KeyRingError::Io {
+            path: path.to_owned(),
+            source,
+        };
         let mut options = std::fs::OpenOptions::new();
         options.write(true).create(true).truncate(true);
         #[cfg(unix)]
@@ -297,6 +308,46 @@ impl KeyRing {
         let text = Zeroizing::new(self.to_file_string());
         file.write_all(text.as_bytes()).map_err(io)?;
         file.sync_all().map_err(io)
+    }
+
+    /// Loads the key file at `path`, or, when there is none, generates a ring
+    /// and writes it there (mode 0600 on Unix), as a server does on first start.
+    ///
+    /// Safe when several processes start at once with the same path: the new
+    /// file appears complete or not at all (written aside, then hard-linked
+    /// into place, which fails if the file exists), and every process ends up
+    /// with the ring that won. The parent directory must exist.
+    ///
+    /// ```no_run
+    /// use keycard::codec::KeyRing;
+    /// let ring = KeyRing::load_or_generate("keycard-data/keys")?;
+    /// # Ok::<(), keycard::codec::KeyRingError>(())
+    /// ```
+    pub fn load_or_generate(path: impl AsRef<Path>) -> Result<Self, KeyRingError> {
+        let path = path.as_ref();
+        match Self::from_file(path) {
+            Err(KeyRingError::Io { source, .. })
+                if source.kind() == std::io::ErrorKind::NotFound => {}
+            loaded => return loaded,
+        }
+        let ring = Self::generate()?;
+        let suffix = crate::random_bytes::<8>().map_err(|_| KeyRingError::Random)?;
+        let mut aside = path.as_os_str().to_owned();
+        aside.push(format!(".{}.tmp", URL_SAFE_NO_PAD.encode(suffix)));
+        let aside = PathBuf::from(aside);
+        ring.write_file(&aside)?;
+        let linked = std::fs::hard_link(&aside, path);
+        // The link (if any) keeps the content; the aside name goes either way.
+        let _ = std::fs::remove_file(&aside);
+        match linked {
+            Ok(()) => Ok(ring),
+            // Another process made it first: use theirs.
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Self::from_file(path),
+            Err(source) => Err(KeyRingError::Io {
+                path: path.to_owned(),
+                source,
+            }),
+        }
     }
 
     /// Reads the ring from the environment variable `var` (see
@@ -328,7 +379,10 @@ impl KeyRing {
         for (index, entry) in entries.filter(|e| !e.is_empty()).enumerate() {
             let line = index + 1;
             let Some((id, key)) = entry.split_once(':') else {
-                return Err(KeyRingError::Syntax { line, reason: "expected `<id>:<base64url key>`" });
+                return Err(KeyRingError::Syntax {
+                    line,
+                    reason: "expected `<id>:<base64url key>`",
+                });
             };
             let id = parse_id(id, line)?;
             let key = parse_key(key, line)?;
@@ -394,7 +448,10 @@ impl KeyRing {
     pub fn rotate(&mut self) -> Result<u16, KeyRingError> {
         let highest = self.keys.iter().map(|k| k.id).max().unwrap_or(0);
         let id = highest.checked_add(1).ok_or(KeyRingError::IdsExhausted)?;
-        self.keys.push(MasterKey { id, bytes: fresh_key()? });
+        self.keys.push(MasterKey {
+            id,
+            bytes: fresh_key()?,
+        });
         Ok(id)
     }
 
@@ -413,8 +470,11 @@ impl KeyRing {
     /// # Ok::<(), keycard::codec::KeyRingError>(())
     /// ```
     pub fn remove(&mut self, id: u16) -> Result<(), KeyRingError> {
-        let index =
-            self.keys.iter().position(|k| k.id == id).ok_or(KeyRingError::UnknownId(id))?;
+        let index = self
+            .keys
+            .iter()
+            .position(|k| k.id == id)
+            .ok_or(KeyRingError::UnknownId(id))?;
         if self.keys.len() == 1 {
             return Err(KeyRingError::LastKey);
         }
@@ -466,7 +526,10 @@ impl KeyRing {
     pub(crate) fn subkeys(&self, key_use: KeyUse, purpose: &str) -> Vec<DerivedKey> {
         self.keys
             .iter()
-            .map(|master| DerivedKey { id: master.id, bytes: hkdf(master, key_use, purpose) })
+            .map(|master| DerivedKey {
+                id: master.id,
+                bytes: hkdf(master, key_use, purpose),
+            })
             .collect()
     }
 }
@@ -535,7 +598,9 @@ impl DerivedKey {
 
 impl fmt::Debug for DerivedKey {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("DerivedKey").field("id", &self.id).finish_non_exhaustive()
+        f.debug_struct("DerivedKey")
+            .field("id", &self.id)
+            .finish_non_exhaustive()
     }
 }
 
@@ -554,7 +619,9 @@ fn hkdf(master: &MasterKey, key_use: KeyUse, purpose: &str) -> Zeroizing<[u8; KE
 }
 
 fn fresh_key() -> Result<Zeroizing<[u8; KEY_LEN]>, KeyRingError> {
-    crate::random_bytes::<KEY_LEN>().map(Zeroizing::new).map_err(|_| KeyRingError::Random)
+    crate::random_bytes::<KEY_LEN>()
+        .map(Zeroizing::new)
+        .map_err(|_| KeyRingError::Random)
 }
 
 fn parse_id(text: &str, line: usize) -> Result<u16, KeyRingError> {
@@ -566,13 +633,22 @@ fn parse_id(text: &str, line: usize) -> Result<u16, KeyRingError> {
 }
 
 fn parse_key(text: &str, line: usize) -> Result<Zeroizing<[u8; KEY_LEN]>, KeyRingError> {
-    let decoded = Zeroizing::new(URL_SAFE_NO_PAD.decode(text).map_err(|_| KeyRingError::BadKey {
-        line,
-        reason: "the key is not unpadded base64url",
-    })?);
-    let bytes: [u8; KEY_LEN] = decoded.as_slice().try_into().map_err(|_| {
-        KeyRingError::BadKey { line, reason: "the key is not 32 bytes (43 base64url characters)" }
-    })?;
+    let decoded =
+        Zeroizing::new(
+            URL_SAFE_NO_PAD
+                .decode(text)
+                .map_err(|_| KeyRingError::BadKey {
+                    line,
+                    reason: "the key is not unpadded base64url",
+                })?,
+        );
+    let bytes: [u8; KEY_LEN] = decoded
+        .as_slice()
+        .try_into()
+        .map_err(|_| KeyRingError::BadKey {
+            line,
+            reason: "the key is not 32 bytes (43 base64url characters)",
+        })?;
     Ok(Zeroizing::new(bytes))
 }
 
@@ -608,16 +684,33 @@ mod tests {
 
     #[test]
     fn rejects_bad_files_precisely() {
-        let cases: Vec<(String, fn(&KeyRingError) -> bool)> = vec![
+        type Check = fn(&KeyRingError) -> bool;
+        let cases: Vec<(String, Check)> = vec![
             (String::new(), |e| matches!(e, KeyRingError::Empty)),
-            ("# only a comment\n".into(), |e| matches!(e, KeyRingError::Empty)),
-            (format!("1 {KEY_A}\n{KEY_B}\n"), |e| matches!(e, KeyRingError::Syntax { line: 2, .. })),
-            (format!("1 {KEY_A} extra\n"), |e| matches!(e, KeyRingError::Syntax { line: 1, .. })),
-            (format!("x {KEY_A}\n"), |e| matches!(e, KeyRingError::BadId { line: 1 })),
-            (format!("+1 {KEY_A}\n"), |e| matches!(e, KeyRingError::BadId { line: 1 })),
-            (format!("65536 {KEY_A}\n"), |e| matches!(e, KeyRingError::BadId { line: 1 })),
-            ("1 AAAA\n".into(), |e| matches!(e, KeyRingError::BadKey { line: 1, .. })),
-            (format!("1 {KEY_A}=\n"), |e| matches!(e, KeyRingError::BadKey { line: 1, .. })),
+            ("# only a comment\n".into(), |e| {
+                matches!(e, KeyRingError::Empty)
+            }),
+            (format!("1 {KEY_A}\n{KEY_B}\n"), |e| {
+                matches!(e, KeyRingError::Syntax { line: 2, .. })
+            }),
+            (format!("1 {KEY_A} extra\n"), |e| {
+                matches!(e, KeyRingError::Syntax { line: 1, .. })
+            }),
+            (format!("x {KEY_A}\n"), |e| {
+                matches!(e, KeyRingError::BadId { line: 1 })
+            }),
+            (format!("+1 {KEY_A}\n"), |e| {
+                matches!(e, KeyRingError::BadId { line: 1 })
+            }),
+            (format!("65536 {KEY_A}\n"), |e| {
+                matches!(e, KeyRingError::BadId { line: 1 })
+            }),
+            ("1 AAAA\n".into(), |e| {
+                matches!(e, KeyRingError::BadKey { line: 1, .. })
+            }),
+            (format!("1 {KEY_A}=\n"), |e| {
+                matches!(e, KeyRingError::BadKey { line: 1, .. })
+            }),
             (format!("1 {}\n", KEY_A.replace('A', "+")), |e| {
                 matches!(e, KeyRingError::BadKey { line: 1, .. })
             }),
@@ -638,7 +731,10 @@ mod tests {
         assert_eq!(ring.to_env_value(), format!("1:{KEY_A},2:{KEY_B}"));
         let spaced = KeyRing::from_env_value(&format!(" 1:{KEY_A}\n 2:{KEY_B} ")).unwrap();
         assert_eq!(spaced.ids().collect::<Vec<_>>(), [1, 2]);
-        assert!(matches!(KeyRing::from_env_value(""), Err(KeyRingError::Empty)));
+        assert!(matches!(
+            KeyRing::from_env_value(""),
+            Err(KeyRingError::Empty)
+        ));
         assert!(matches!(
             KeyRing::from_env_value(&format!("1:{KEY_A},{KEY_B}")),
             Err(KeyRingError::Syntax { line: 2, .. })
@@ -674,7 +770,10 @@ mod tests {
         assert_ne!(sealed[0].as_bytes(), &[0u8; 32]);
         // Deterministic: the same ring derives the same keys.
         let again = KeyRing::parse(&ring.to_file_string()).unwrap();
-        assert_eq!(again.subkeys(KeyUse::Sealed, "session")[1].as_bytes(), sealed[1].as_bytes());
+        assert_eq!(
+            again.subkeys(KeyUse::Sealed, "session")[1].as_bytes(),
+            sealed[1].as_bytes()
+        );
     }
 
     #[test]
@@ -685,6 +784,34 @@ mod tests {
             debug,
             "KeyRing { ids: [1, 2], newest: 2, .. } [DerivedKey { id: 1, .. }, DerivedKey { id: 2, .. }]"
         );
+    }
+
+    #[test]
+    fn load_or_generate_agrees_across_racing_starts() {
+        let dir = std::env::temp_dir().join(format!("keycard-race-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("keys");
+        let _ = std::fs::remove_file(&path);
+        let rings: Vec<String> = std::thread::scope(|scope| {
+            let handles: Vec<_> = (0..8)
+                .map(|_| scope.spawn(|| KeyRing::load_or_generate(&path).unwrap().to_file_string()))
+                .collect();
+            handles.into_iter().map(|h| h.join().unwrap()).collect()
+        });
+        assert!(
+            rings.iter().all(|r| *r == rings[0]),
+            "processes disagree on the key ring"
+        );
+        assert_eq!(std::fs::read_to_string(&path).unwrap(), rings[0]);
+        // Only the key file is left: no aside copies.
+        assert_eq!(std::fs::read_dir(&dir).unwrap().count(), 1);
+        // A bad file is an error, never silently replaced.
+        std::fs::write(&path, "garbage\n").unwrap();
+        assert!(matches!(
+            KeyRing::load_or_generate(&path),
+            Err(KeyRingError::Syntax { .. })
+        ));
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 
     #[test]

@@ -108,7 +108,10 @@ impl SealedCodec {
             .iter()
             .map(|key| (key.id(), Aes256Gcm::new(key.as_bytes().into())))
             .collect();
-        SealedCodec { purpose: purpose.to_owned(), keys }
+        SealedCodec {
+            purpose: purpose.to_owned(),
+            keys,
+        }
     }
 
     /// The purpose this codec seals for.
@@ -158,7 +161,13 @@ impl CookieCodec for SealedCodec {
             .map_err(|_| CodecError::Malformed("the OS random number generator failed"))?;
         let aad = self.aad(*key_id, name);
         let ciphertext = cipher
-            .encrypt(Nonce::from_slice(&nonce), Payload { msg: payload, aad: &aad })
+            .encrypt(
+                Nonce::from_slice(&nonce),
+                Payload {
+                    msg: payload,
+                    aad: &aad,
+                },
+            )
             .map_err(|_| CodecError::TooLarge(payload.len()))?;
         let mut out = Vec::with_capacity(sealed_len);
         out.push(VERSION);
@@ -189,7 +198,9 @@ impl CookieCodec for SealedCodec {
         let (version, rest) = header.split_at(1);
         let (id, nonce) = rest.split_at(2);
         if version != [VERSION] {
-            return Err(CodecError::Malformed("sealed value has an unknown format version"));
+            return Err(CodecError::Malformed(
+                "sealed value has an unknown format version",
+            ));
         }
         let key_id = u16::from_be_bytes([id[0], id[1]]);
         let Some(index) = self.keys.iter().position(|(id, _)| *id == key_id) else {
@@ -198,9 +209,18 @@ impl CookieCodec for SealedCodec {
         let cipher = &self.keys[index].1;
         let aad = self.aad(key_id, name);
         let payload = cipher
-            .decrypt(Nonce::from_slice(nonce), Payload { msg: ciphertext, aad: &aad })
+            .decrypt(
+                Nonce::from_slice(nonce),
+                Payload {
+                    msg: ciphertext,
+                    aad: &aad,
+                },
+            )
             .map_err(|_| CodecError::BadSignature)?;
-        Ok(Opened { payload, stale_key: index + 1 != self.keys.len() })
+        Ok(Opened {
+            payload,
+            stale_key: index + 1 != self.keys.len(),
+        })
     }
 }
 
@@ -208,7 +228,10 @@ impl fmt::Debug for SealedCodec {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("SealedCodec")
             .field("purpose", &self.purpose)
-            .field("key_ids", &self.keys.iter().map(|(id, _)| *id).collect::<Vec<_>>())
+            .field(
+                "key_ids",
+                &self.keys.iter().map(|(id, _)| *id).collect::<Vec<_>>(),
+            )
             .finish_non_exhaustive()
     }
 }
@@ -235,16 +258,24 @@ mod tests {
     #[test]
     fn header_tampering_is_rejected() {
         let codec = SealedCodec::new(&ring(), "session");
-        let mut bytes = URL_SAFE_NO_PAD.decode(codec.seal("c", b"abc").unwrap()).unwrap();
+        let mut bytes = URL_SAFE_NO_PAD
+            .decode(codec.seal("c", b"abc").unwrap())
+            .unwrap();
         bytes[0] = 2;
-        let err = codec.open("c", &URL_SAFE_NO_PAD.encode(&bytes)).unwrap_err();
+        let err = codec
+            .open("c", &URL_SAFE_NO_PAD.encode(&bytes))
+            .unwrap_err();
         assert!(matches!(err, CodecError::Malformed(_)));
         bytes[0] = 1;
         bytes[2] = 1; // claims key 1: the tag was made with key 2's subkey
-        let err = codec.open("c", &URL_SAFE_NO_PAD.encode(&bytes)).unwrap_err();
+        let err = codec
+            .open("c", &URL_SAFE_NO_PAD.encode(&bytes))
+            .unwrap_err();
         assert_eq!(err, CodecError::BadSignature);
         bytes[2] = 9;
-        let err = codec.open("c", &URL_SAFE_NO_PAD.encode(&bytes)).unwrap_err();
+        let err = codec
+            .open("c", &URL_SAFE_NO_PAD.encode(&bytes))
+            .unwrap_err();
         assert_eq!(err, CodecError::UnknownKey);
     }
 
@@ -258,6 +289,9 @@ mod tests {
     #[test]
     fn debug_shows_no_key() {
         let codec = SealedCodec::new(&ring(), "session");
-        assert_eq!(format!("{codec:?}"), r#"SealedCodec { purpose: "session", key_ids: [1, 2], .. }"#);
+        assert_eq!(
+            format!("{codec:?}"),
+            r#"SealedCodec { purpose: "session", key_ids: [1, 2], .. }"#
+        );
     }
 }

@@ -70,7 +70,10 @@ impl SignedCodec {
     /// # Ok::<(), keycard::codec::KeyRingError>(())
     /// ```
     pub fn new(ring: &KeyRing, purpose: &str) -> Self {
-        SignedCodec { purpose: purpose.to_owned(), keys: ring.subkeys(KeyUse::Signed, purpose) }
+        SignedCodec {
+            purpose: purpose.to_owned(),
+            keys: ring.subkeys(KeyUse::Signed, purpose),
+        }
     }
 
     /// The purpose this codec signs for.
@@ -105,10 +108,13 @@ impl CookieCodec for SignedCodec {
     /// Errors: [`CodecError::TooLarge`] (with the size the cookie would have,
     /// counting name, value and 100 bytes of attributes) when over 4096 bytes.
     fn seal(&self, name: &str, payload: &[u8]) -> Result<String, CodecError> {
-        let value_len =
-            base64url_len(payload.len()).saturating_add(1).saturating_add(base64url_len(SIGNATURE_LEN));
+        let value_len = base64url_len(payload.len())
+            .saturating_add(1)
+            .saturating_add(base64url_len(SIGNATURE_LEN));
         check_cookie_size(name, value_len)?;
-        let Some(key) = self.keys.last() else { return Err(CodecError::UnknownKey) };
+        let Some(key) = self.keys.last() else {
+            return Err(CodecError::UnknownKey);
+        };
         let tag = self.tag(key, name, payload).ok_or(CodecError::UnknownKey)?;
         let mut signature = Vec::with_capacity(SIGNATURE_LEN);
         signature.push(VERSION);
@@ -144,7 +150,9 @@ impl CookieCodec for SignedCodec {
             return Err(CodecError::Malformed("signature is too short"));
         };
         if *version != VERSION {
-            return Err(CodecError::Malformed("signed value has an unknown format version"));
+            return Err(CodecError::Malformed(
+                "signed value has an unknown format version",
+            ));
         }
         if tag.len() != TAG_LEN {
             return Err(CodecError::Malformed("signature has the wrong length"));
@@ -153,12 +161,16 @@ impl CookieCodec for SignedCodec {
         let Some(index) = self.keys.iter().position(|k| k.id() == key_id) else {
             return Err(CodecError::UnknownKey);
         };
-        let expected =
-            self.tag(&self.keys[index], name, &payload).ok_or(CodecError::BadSignature)?;
+        let expected = self
+            .tag(&self.keys[index], name, &payload)
+            .ok_or(CodecError::BadSignature)?;
         if !bool::from(expected.ct_eq(tag)) {
             return Err(CodecError::BadSignature);
         }
-        Ok(Opened { payload, stale_key: index + 1 != self.keys.len() })
+        Ok(Opened {
+            payload,
+            stale_key: index + 1 != self.keys.len(),
+        })
     }
 }
 
@@ -166,7 +178,10 @@ impl fmt::Debug for SignedCodec {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("SignedCodec")
             .field("purpose", &self.purpose)
-            .field("key_ids", &self.keys.iter().map(DerivedKey::id).collect::<Vec<_>>())
+            .field(
+                "key_ids",
+                &self.keys.iter().map(DerivedKey::id).collect::<Vec<_>>(),
+            )
             .finish_non_exhaustive()
     }
 }
@@ -198,14 +213,28 @@ mod tests {
     #[test]
     fn shape_errors_are_malformed() {
         let codec = SignedCodec::new(&ring(), "signed");
-        for bad in ["", "abc", "a.b", "aGk.AQAC", "aGk.AQACAA", "a*b.cd", "aGk.!!"] {
-            assert!(matches!(codec.open("c", bad), Err(CodecError::Malformed(_))), "{bad}");
+        for bad in [
+            "",
+            "abc",
+            "a.b",
+            "aGk.AQAC",
+            "aGk.AQACAA",
+            "a*b.cd",
+            "aGk.!!",
+        ] {
+            assert!(
+                matches!(codec.open("c", bad), Err(CodecError::Malformed(_))),
+                "{bad}"
+            );
         }
     }
 
     #[test]
     fn debug_shows_no_key() {
         let codec = SignedCodec::new(&ring(), "signed");
-        assert_eq!(format!("{codec:?}"), r#"SignedCodec { purpose: "signed", key_ids: [1, 2], .. }"#);
+        assert_eq!(
+            format!("{codec:?}"),
+            r#"SignedCodec { purpose: "signed", key_ids: [1, 2], .. }"#
+        );
     }
 }

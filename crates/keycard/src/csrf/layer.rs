@@ -91,7 +91,9 @@ pub struct CsrfLayer {
 impl CsrfLayer {
     /// A layer with this configuration.
     pub fn new(config: CsrfConfig) -> Self {
-        CsrfLayer { config: Arc::new(config) }
+        CsrfLayer {
+            config: Arc::new(config),
+        }
     }
 }
 
@@ -99,7 +101,10 @@ impl<S> Layer<S> for CsrfLayer {
     type Service = Csrf<S>;
 
     fn layer(&self, inner: S) -> Self::Service {
-        Csrf { inner, config: self.config.clone() }
+        Csrf {
+            inner,
+            config: self.config.clone(),
+        }
     }
 }
 
@@ -135,7 +140,10 @@ impl Refusal {
 }
 
 fn is_safe(method: &Method) -> bool {
-    matches!(*method, Method::GET | Method::HEAD | Method::OPTIONS | Method::TRACE)
+    matches!(
+        *method,
+        Method::GET | Method::HEAD | Method::OPTIONS | Method::TRACE
+    )
 }
 
 /// Checks where the request comes from. `Ok` when nothing says another site.
@@ -159,12 +167,20 @@ fn check_origin(config: &CsrfConfig, headers: &HeaderMap) -> Result<(), Refusal>
         if origin == "null" {
             return Err(Refusal::NullOrigin);
         }
-        return if allowed(origin) { Ok(()) } else { Err(Refusal::ForeignOrigin) };
+        return if allowed(origin) {
+            Ok(())
+        } else {
+            Err(Refusal::ForeignOrigin)
+        };
     }
     if let Some(referer) = headers.get(header::REFERER) {
         let referer = referer.to_str().unwrap_or("");
         let origin = referer_origin(referer).ok_or(Refusal::ForeignReferer)?;
-        return if allowed(origin) { Ok(()) } else { Err(Refusal::ForeignReferer) };
+        return if allowed(origin) {
+            Ok(())
+        } else {
+            Err(Refusal::ForeignReferer)
+        };
     }
     Ok(())
 }
@@ -181,7 +197,12 @@ fn is_form(headers: &HeaderMap) -> bool {
     headers
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
-        .is_some_and(|v| v.split(';').next().is_some_and(|t| t.trim().eq_ignore_ascii_case("application/x-www-form-urlencoded")))
+        .is_some_and(|v| {
+            v.split(';').next().is_some_and(|t| {
+                t.trim()
+                    .eq_ignore_ascii_case("application/x-www-form-urlencoded")
+            })
+        })
 }
 
 fn refuse(reason: Refusal) -> Response {
@@ -217,7 +238,11 @@ where
             }
             let Some(session) = request.extensions().get::<Session>().cloned() else {
                 tracing::error!(target: "keycard", "CsrfLayer needs SessionLayer outside it");
-                return Ok((StatusCode::INTERNAL_SERVER_ERROR, "Internal error: session layer missing.").into_response());
+                return Ok((
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    "Internal error: session layer missing.",
+                )
+                    .into_response());
             };
             if session.is_bearer() {
                 return inner.call(request).await;
@@ -227,7 +252,11 @@ where
                 return Ok(refuse(reason));
             }
             let (parts, body) = request.into_parts();
-            let header_token = parts.headers.get(config.header.as_str()).and_then(|v| v.to_str().ok()).map(str::to_owned);
+            let header_token = parts
+                .headers
+                .get(config.header.as_str())
+                .and_then(|v| v.to_str().ok())
+                .map(str::to_owned);
             let (token, body) = match header_token {
                 Some(token) => (Some(token), body),
                 None if is_form(&parts.headers) => {
@@ -235,7 +264,8 @@ where
                         Ok(bytes) => bytes,
                         Err(_) => {
                             session.abandon().await;
-                            return Ok((StatusCode::PAYLOAD_TOO_LARGE, "Request body too large.").into_response());
+                            return Ok((StatusCode::PAYLOAD_TOO_LARGE, "Request body too large.")
+                                .into_response());
                         }
                     };
                     let token = form_urlencoded::parse(&bytes)
@@ -265,7 +295,7 @@ where
 mod tests {
     use super::*;
 
-    fn headers(pairs: &[(&str, &str)]) -> HeaderMap {
+    fn headers(pairs: &[(&'static str, &str)]) -> HeaderMap {
         let mut map = HeaderMap::new();
         map.insert(header::HOST, "app.example:8443".parse().unwrap());
         for (k, v) in pairs {
@@ -277,17 +307,62 @@ mod tests {
     #[test]
     fn origin_rules() {
         let config = CsrfConfig::default();
-        assert_eq!(check_origin(&config, &headers(&[("sec-fetch-site", "cross-site")])), Err(Refusal::CrossSite));
-        assert_eq!(check_origin(&config, &headers(&[("sec-fetch-site", "same-site")])), Err(Refusal::CrossSite));
-        assert_eq!(check_origin(&config, &headers(&[("sec-fetch-site", "same-origin"), ("origin", "https://evil")])), Ok(()));
-        assert_eq!(check_origin(&config, &headers(&[("origin", "https://app.example:8443")])), Ok(()));
-        assert_eq!(check_origin(&config, &headers(&[("origin", "null")])), Err(Refusal::NullOrigin));
-        for evil in ["https://app.example:8443.evil.com", "https://evil.app.example:8443", "http://app.example:8443", "https://app.example"] {
-            assert_eq!(check_origin(&config, &headers(&[("origin", evil)])), Err(Refusal::ForeignOrigin), "{evil}");
+        assert_eq!(
+            check_origin(&config, &headers(&[("sec-fetch-site", "cross-site")])),
+            Err(Refusal::CrossSite)
+        );
+        assert_eq!(
+            check_origin(&config, &headers(&[("sec-fetch-site", "same-site")])),
+            Err(Refusal::CrossSite)
+        );
+        assert_eq!(
+            check_origin(
+                &config,
+                &headers(&[
+                    ("sec-fetch-site", "same-origin"),
+                    ("origin", "https://evil")
+                ])
+            ),
+            Ok(())
+        );
+        assert_eq!(
+            check_origin(&config, &headers(&[("origin", "https://app.example:8443")])),
+            Ok(())
+        );
+        assert_eq!(
+            check_origin(&config, &headers(&[("origin", "null")])),
+            Err(Refusal::NullOrigin)
+        );
+        for evil in [
+            "https://app.example:8443.evil.com",
+            "https://evil.app.example:8443",
+            "http://app.example:8443",
+            "https://app.example",
+        ] {
+            assert_eq!(
+                check_origin(&config, &headers(&[("origin", evil)])),
+                Err(Refusal::ForeignOrigin),
+                "{evil}"
+            );
         }
-        assert_eq!(check_origin(&config, &headers(&[("referer", "https://app.example:8443/form?x")])), Ok(()));
-        assert_eq!(check_origin(&config, &headers(&[("referer", "https://app.example:8443.evil/")])), Err(Refusal::ForeignReferer));
-        assert_eq!(check_origin(&config, &headers(&[("referer", "garbage")])), Err(Refusal::ForeignReferer));
+        assert_eq!(
+            check_origin(
+                &config,
+                &headers(&[("referer", "https://app.example:8443/form?x")])
+            ),
+            Ok(())
+        );
+        assert_eq!(
+            check_origin(
+                &config,
+                &headers(&[("referer", "https://app.example:8443.evil/")])
+            ),
+            Err(Refusal::ForeignReferer)
+        );
+        assert_eq!(
+            check_origin(&config, &headers(&[("referer", "garbage")])),
+            Err(Refusal::ForeignReferer)
+        );
         assert_eq!(check_origin(&config, &headers(&[])), Ok(()));
     }
 }

@@ -33,8 +33,13 @@ mod extract {
 
         async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
             use axum::response::IntoResponse;
-            let session = Session::from_request_parts(parts, state).await.map_err(IntoResponse::into_response)?;
-            super::token(&session).await.map(CsrfToken).map_err(|e: SessionError| e.into_response())
+            let session = Session::from_request_parts(parts, state)
+                .await
+                .map_err(IntoResponse::into_response)?;
+            super::token(&session)
+                .await
+                .map(CsrfToken)
+                .map_err(|e: SessionError| e.into_response())
         }
     }
 }

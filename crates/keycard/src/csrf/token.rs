@@ -65,8 +65,11 @@ pub async fn token(session: &Session) -> Result<String, SessionError> {
         Some(secret) => secret,
         None => {
             let encoded = new_secret()?;
-            let secret = decode_secret(Some(&Value::from(encoded.clone()))).ok_or(SessionError::Random(crate::RandomError))?;
-            session.set_reserved(reserved::CSRF_SECRET, Value::from(encoded)).await?;
+            let secret = decode_secret(Some(&Value::from(encoded.clone())))
+                .ok_or(SessionError::Random(crate::RandomError))?;
+            session
+                .set_reserved(reserved::CSRF_SECRET, Value::from(encoded))
+                .await?;
             secret
         }
     };
@@ -86,7 +89,9 @@ pub async fn verify(session: &Session, token: &str) -> Result<bool, SessionError
 /// Replaces the session's CSRF secret (at login), so a token seen before the
 /// login is worthless after it.
 pub async fn rotate(session: &Session) -> Result<(), SessionError> {
-    session.set_reserved(reserved::CSRF_SECRET, Value::from(new_secret()?)).await
+    session
+        .set_reserved(reserved::CSRF_SECRET, Value::from(new_secret()?))
+        .await
 }
 
 #[cfg(test)]

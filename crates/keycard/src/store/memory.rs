@@ -41,7 +41,9 @@ struct Shard {
 fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
     // A panic elsewhere while holding the lock leaves consistent maps (every
     // mutation below is a single insert/remove), so recover instead of failing.
-    mutex.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    mutex
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
 impl MemoryStore {
@@ -87,7 +89,9 @@ impl MemoryStore {
     fn evict(shard: &mut Shard, now: UnixMillis, limit: usize) -> Vec<(SessionKey, String)> {
         let mut unindex = Vec::new();
         for _ in 0..limit {
-            let Some(&(expires, key)) = shard.by_expiry.first() else { break };
+            let Some(&(expires, key)) = shard.by_expiry.first() else {
+                break;
+            };
             if expires > now {
                 break;
             }
@@ -142,11 +146,19 @@ impl MemoryStore {
         removed
     }
 
-    fn summaries(&self, keys: impl IntoIterator<Item = SessionKey>, now: UnixMillis) -> Vec<SessionSummary> {
+    fn summaries(
+        &self,
+        keys: impl IntoIterator<Item = SessionKey>,
+        now: UnixMillis,
+    ) -> Vec<SessionSummary> {
         keys.into_iter()
             .filter_map(|key| {
                 let shard = self.shard(&key);
-                shard.records.get(&key).filter(|r| !r.is_expired(now)).map(|r| r.summary(key))
+                shard
+                    .records
+                    .get(&key)
+                    .filter(|r| !r.is_expired(now))
+                    .map(|r| r.summary(key))
             })
             .collect()
     }
@@ -293,12 +305,22 @@ mod tests {
         let store = MemoryStore::new();
         let now = crate::now_millis();
         for _ in 0..200 {
-            store.create(&fresh_key(), &Record::new(now - 10_000, 1, 1)).await.unwrap();
+            store
+                .create(&fresh_key(), &Record::new(now - 10_000, 1, 1))
+                .await
+                .unwrap();
         }
         for _ in 0..400 {
-            store.create(&fresh_key(), &Record::new(now, 60_000, 60_000)).await.unwrap();
+            store
+                .create(&fresh_key(), &Record::new(now, 60_000, 60_000))
+                .await
+                .unwrap();
         }
         // Every write evicted up to four expired records from its shard.
-        assert!(store.len() < 450, "expired records were not evicted: {}", store.len());
+        assert!(
+            store.len() < 450,
+            "expired records were not evicted: {}",
+            store.len()
+        );
     }
 }

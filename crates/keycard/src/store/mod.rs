@@ -4,7 +4,7 @@
 //! [`SessionStore`]; the conformance kit (`keycard::testing`, feature
 //! `testing`) is the executable definition of what each method must do.
 
-use crate::{ApplyOutcome, Record, SessionKey, SessionSummary, Update, UnixMillis};
+use crate::{ApplyOutcome, Record, SessionKey, SessionSummary, UnixMillis, Update};
 use async_trait::async_trait;
 
 mod memory;

@@ -43,7 +43,10 @@ impl<S> Layer<S> for HeaderLimitLayer {
     type Service = HeaderLimit<S>;
 
     fn layer(&self, inner: S) -> Self::Service {
-        HeaderLimit { inner, limit: self.limit }
+        HeaderLimit {
+            inner,
+            limit: self.limit,
+        }
     }
 }
 
@@ -69,10 +72,18 @@ where
     }
 
     fn call(&mut self, request: Request<ReqBody>) -> Self::Future {
-        let size: usize = request.headers().iter().map(|(name, value)| name.as_str().len() + value.len() + 4).sum();
+        let size: usize = request
+            .headers()
+            .iter()
+            .map(|(name, value)| name.as_str().len() + value.len() + 4)
+            .sum();
         if size > self.limit {
             tracing::warn!(target: "keycard::security", event = "headers_too_large", size, "request headers over the limit");
-            let response = respond(StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE, false, "Request headers too large.");
+            let response = respond(
+                StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
+                false,
+                "Request headers too large.",
+            );
             return Box::pin(async move { Ok(response) });
         }
         Box::pin(self.inner.call(request))

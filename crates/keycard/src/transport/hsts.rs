@@ -24,7 +24,9 @@ pub struct HstsLayer {
 
 impl Default for HstsLayer {
     fn default() -> Self {
-        HstsLayer { value: HeaderValue::from_static("max-age=63072000; includeSubDomains") }
+        HstsLayer {
+            value: HeaderValue::from_static("max-age=63072000; includeSubDomains"),
+        }
     }
 }
 
@@ -33,7 +35,9 @@ impl HstsLayer {
     #[must_use]
     pub fn preload(self) -> Self {
         let value = format!("{}; preload", self.value());
-        HstsLayer { value: HeaderValue::from_str(&value).unwrap_or(self.value) }
+        HstsLayer {
+            value: HeaderValue::from_str(&value).unwrap_or(self.value),
+        }
     }
 
     /// The header value sent.
@@ -46,7 +50,10 @@ impl<S> Layer<S> for HstsLayer {
     type Service = Hsts<S>;
 
     fn layer(&self, inner: S) -> Self::Service {
-        Hsts { inner, value: self.value.clone() }
+        Hsts {
+            inner,
+            value: self.value.clone(),
+        }
     }
 }
 
@@ -75,7 +82,9 @@ where
         let value = self.value.clone();
         Box::pin(async move {
             let mut response = future.await?;
-            response.headers_mut().insert(STRICT_TRANSPORT_SECURITY, value);
+            response
+                .headers_mut()
+                .insert(STRICT_TRANSPORT_SECURITY, value);
             Ok(response)
         })
     }

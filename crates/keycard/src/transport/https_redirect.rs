@@ -34,7 +34,11 @@ pub struct HttpsRedirectLayer {
 impl HttpsRedirectLayer {
     /// Redirects to HTTPS on `https_port` (443 gives URLs without a port).
     pub fn new(https_port: u16) -> Self {
-        HttpsRedirectLayer { https_port, api_prefix: "/api/".into(), proxies: ClientAddrResolver::default() }
+        HttpsRedirectLayer {
+            https_port,
+            api_prefix: "/api/".into(),
+            proxies: ClientAddrResolver::default(),
+        }
     }
 
     /// Trusts `X-Forwarded-Proto` from these proxies.
@@ -51,11 +55,17 @@ impl HttpsRedirectLayer {
             None => host.split(':').next()?.to_owned(),
         };
         let valid = !hostname.is_empty()
-            && hostname.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | '[' | ']' | ':'));
+            && hostname
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | '[' | ']' | ':'));
         if !valid {
             return None;
         }
-        let port = if self.https_port == 443 { String::new() } else { format!(":{}", self.https_port) };
+        let port = if self.https_port == 443 {
+            String::new()
+        } else {
+            format!(":{}", self.https_port)
+        };
         Some(format!("https://{hostname}{port}{path_and_query}"))
     }
 }
@@ -64,7 +74,10 @@ impl<S> Layer<S> for HttpsRedirectLayer {
     type Service = HttpsRedirect<S>;
 
     fn layer(&self, inner: S) -> Self::Service {
-        HttpsRedirect { inner, layer: self.clone() }
+        HttpsRedirect {
+            inner,
+            layer: self.clone(),
+        }
     }
 }
 
@@ -90,7 +103,8 @@ where
     }
 
     fn call(&mut self, request: Request<ReqBody>) -> Self::Future {
-        let peer_trusted = ClientAddrResolver::peer(request.extensions()).is_some_and(|ip| self.layer.proxies.is_trusted(ip));
+        let peer_trusted = ClientAddrResolver::peer(request.extensions())
+            .is_some_and(|ip| self.layer.proxies.is_trusted(ip));
         let forwarded_https = request
             .headers()
             .get("x-forwarded-proto")
@@ -98,7 +112,11 @@ where
         if peer_trusted && forwarded_https {
             return Box::pin(self.inner.call(request));
         }
-        let path = request.uri().path_and_query().map_or("/", |pq| pq.as_str()).to_owned();
+        let path = request
+            .uri()
+            .path_and_query()
+            .map_or("/", |pq| pq.as_str())
+            .to_owned();
         let is_api = request.uri().path().starts_with(&self.layer.api_prefix);
         let response = if is_api {
             respond(StatusCode::FORBIDDEN, true, "https_required")
@@ -106,10 +124,19 @@ where
             tracing::warn!(target: "keycard::security", event = "credentials_over_http", method = %request.method(), "unsafe request over plain HTTP refused");
             respond(StatusCode::FORBIDDEN, false, "This site only accepts forms over HTTPS. Anything you sent was not used; if it was a password, consider changing it.")
         } else {
-            let host = request.headers().get(header::HOST).and_then(|v| v.to_str().ok()).unwrap_or("");
-            match self.layer.location(host, &path).and_then(|l| HeaderValue::from_str(&l).ok()) {
+            let host = request
+                .headers()
+                .get(header::HOST)
+                .and_then(|v| v.to_str().ok())
+                .unwrap_or("");
+            match self
+                .layer
+                .location(host, &path)
+                .and_then(|l| HeaderValue::from_str(&l).ok())
+            {
                 Some(location) => {
-                    let mut response = respond(StatusCode::PERMANENT_REDIRECT, false, "Moved to HTTPS.");
+                    let mut response =
+                        respond(StatusCode::PERMANENT_REDIRECT, false, "Moved to HTTPS.");
                     response.headers_mut().insert(header::LOCATION, location);
                     response
                 }

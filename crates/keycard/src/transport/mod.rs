@@ -17,18 +17,32 @@ pub use query_secrets::{QuerySecrets, QuerySecretsLayer};
 use http::{HeaderValue, Response, StatusCode};
 
 /// A small response with a plain-text or JSON body.
-pub(crate) fn respond<B: From<String>>(status: StatusCode, json: bool, message: &str) -> Response<B> {
+pub(crate) fn respond<B: From<String>>(
+    status: StatusCode,
+    json: bool,
+    message: &str,
+) -> Response<B> {
     let (body, content_type) = if json {
-        (serde_json::json!({ "error": message }).to_string(), "application/json")
+        (
+            serde_json::json!({ "error": message }).to_string(),
+            "application/json",
+        )
     } else {
         (message.to_owned(), "text/plain; charset=utf-8")
     };
     let mut response = Response::new(B::from(body));
     *response.status_mut() = status;
-    response.headers_mut().insert(http::header::CONTENT_TYPE, HeaderValue::from_static(content_type));
-    response.headers_mut().insert(http::header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    response.headers_mut().insert(
+        http::header::CONTENT_TYPE,
+        HeaderValue::from_static(content_type),
+    );
+    response.headers_mut().insert(
+        http::header::CACHE_CONTROL,
+        HeaderValue::from_static("no-store"),
+    );
     response
 }
 
 /// A boxed response future, as every service here returns.
-pub(crate) type BoxFuture<T, E> = std::pin::Pin<Box<dyn std::future::Future<Output = Result<T, E>> + Send>>;
+pub(crate) type BoxFuture<T, E> =
+    std::pin::Pin<Box<dyn std::future::Future<Output = Result<T, E>> + Send>>;

@@ -25,14 +25,22 @@ pub struct QuerySecretsLayer {
 
 impl Default for QuerySecretsLayer {
     fn default() -> Self {
-        QuerySecretsLayer { names: Arc::new(["password", "csrf_token", "token", "session"].map(String::from).to_vec()) }
+        QuerySecretsLayer {
+            names: Arc::new(
+                ["password", "csrf_token", "token", "session"]
+                    .map(String::from)
+                    .to_vec(),
+            ),
+        }
     }
 }
 
 impl QuerySecretsLayer {
     /// Refuses exactly these names instead of the defaults.
     pub fn with_names(names: impl IntoIterator<Item = impl Into<String>>) -> Self {
-        QuerySecretsLayer { names: Arc::new(names.into_iter().map(|n| n.into().to_lowercase()).collect()) }
+        QuerySecretsLayer {
+            names: Arc::new(names.into_iter().map(|n| n.into().to_lowercase()).collect()),
+        }
     }
 
     /// Refuses one more name.
@@ -40,7 +48,9 @@ impl QuerySecretsLayer {
     pub fn also(self, name: impl Into<String>) -> Self {
         let mut names = (*self.names).clone();
         names.push(name.into().to_lowercase());
-        QuerySecretsLayer { names: Arc::new(names) }
+        QuerySecretsLayer {
+            names: Arc::new(names),
+        }
     }
 
     /// The refused names.
@@ -53,7 +63,10 @@ impl<S> Layer<S> for QuerySecretsLayer {
     type Service = QuerySecrets<S>;
 
     fn layer(&self, inner: S) -> Self::Service {
-        QuerySecrets { inner, names: self.names.clone() }
+        QuerySecrets {
+            inner,
+            names: self.names.clone(),
+        }
     }
 }
 
@@ -86,7 +99,11 @@ where
             if let Some(name) = found {
                 tracing::warn!(target: "keycard::security", event = "secret_in_url", parameter = %name, path = request.uri().path(), "request with a secret in the query string refused");
                 let json = request.uri().path().starts_with("/api/");
-                let response = respond(StatusCode::BAD_REQUEST, json, "Secrets must not be sent in the URL: send them in the request body.");
+                let response = respond(
+                    StatusCode::BAD_REQUEST,
+                    json,
+                    "Secrets must not be sent in the URL: send them in the request body.",
+                );
                 return Box::pin(async move { Ok(response) });
             }
         }

@@ -30,10 +30,14 @@ impl TlsIdentity {
     pub fn from_pem(cert: &[u8], key: &[u8]) -> io::Result<Self> {
         let certs = rustls_pemfile::certs(&mut &cert[..]).collect::<Result<Vec<_>, _>>()?;
         if certs.is_empty() {
-            return Err(io::Error::new(io::ErrorKind::InvalidData, "no certificate in the PEM file"));
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidData,
+                "no certificate in the PEM file",
+            ));
         }
-        let key = rustls_pemfile::private_key(&mut &key[..])?
-            .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidData, "no private key in the PEM file"))?;
+        let key = rustls_pemfile::private_key(&mut &key[..])?.ok_or_else(|| {
+            io::Error::new(io::ErrorKind::InvalidData, "no private key in the PEM file")
+        })?;
         Ok(TlsIdentity { certs, key })
     }
 
@@ -44,7 +48,11 @@ impl TlsIdentity {
         let (cert_path, key_path) = (dir.join("cert.pem"), dir.join("key.pem"));
         if !cert_path.exists() || !key_path.exists() {
             std::fs::create_dir_all(dir)?;
-            let names = vec!["localhost".to_owned(), "127.0.0.1".to_owned(), "::1".to_owned()];
+            let names = vec![
+                "localhost".to_owned(),
+                "127.0.0.1".to_owned(),
+                "::1".to_owned(),
+            ];
             let certified = rcgen::generate_simple_self_signed(names).map_err(io::Error::other)?;
             write_private(&key_path, certified.key_pair.serialize_pem().as_bytes())?;
             std::fs::write(&cert_path, certified.cert.pem())?;
@@ -98,24 +106,39 @@ pub async fn serve(
             },
             () = &mut shutdown => break,
         };
-        let app = app.clone().map_request(move |mut request: http::Request<hyper::body::Incoming>| {
-            request.extensions_mut().insert(ConnectInfo(peer));
-            request
-        });
+        let app =
+            app.clone()
+                .map_request(move |mut request: http::Request<hyper::body::Incoming>| {
+                    request.extensions_mut().insert(ConnectInfo(peer));
+                    request
+                });
         let service = hyper_util::service::TowerToHyperService::new(app);
         let mut builder = Builder::new(TokioExecutor::new());
-        builder.http1().max_buf_size(max_header_bytes.max(8192)).timer(hyper_util::rt::TokioTimer::new()).header_read_timeout(Duration::from_secs(10));
+        builder
+            .http1()
+            .max_buf_size(max_header_bytes.max(8192))
+            .timer(hyper_util::rt::TokioTimer::new())
+            .header_read_timeout(Duration::from_secs(10));
         let tls = tls.clone();
         let watcher = graceful.watcher();
         tokio::spawn(async move {
             match tls {
                 Some(acceptor) => {
-                    let Ok(Ok(stream)) = tokio::time::timeout(Duration::from_secs(10), acceptor.accept(stream)).await else { return };
-                    let connection = builder.serve_connection_with_upgrades(TokioIo::new(stream), service).into_owned();
+                    let Ok(Ok(stream)) =
+                        tokio::time::timeout(Duration::from_secs(10), acceptor.accept(stream))
+                            .await
+                    else {
+                        return;
+                    };
+                    let connection = builder
+                        .serve_connection_with_upgrades(TokioIo::new(stream), service)
+                        .into_owned();
                     let _ = watcher.watch(connection).await;
                 }
                 None => {
-                    let connection = builder.serve_connection_with_upgrades(TokioIo::new(stream), service).into_owned();
+                    let connection = builder
+                        .serve_connection_with_upgrades(TokioIo::new(stream), service)
+                        .into_owned();
                     let _ = watcher.watch(connection).await;
                 }
             }

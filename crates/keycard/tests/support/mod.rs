@@ -2,6 +2,8 @@
 //! store wrapper that counts calls and can be switched off, and cookie helpers.
 #![allow(dead_code)]
 
+pub mod auth_app;
+
 use async_trait::async_trait;
 use keycard::{
     ApplyOutcome, CreateError, MemoryStore, Record, SessionKey, SessionStore, SessionSummary,
@@ -15,15 +17,21 @@ pub async fn serve(app: axum::Router) -> String {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     tokio::spawn(async move {
-        axum::serve(listener, app.into_make_service_with_connect_info::<std::net::SocketAddr>())
-            .await
-            .unwrap();
+        axum::serve(
+            listener,
+            app.into_make_service_with_connect_info::<std::net::SocketAddr>(),
+        )
+        .await
+        .unwrap();
     });
     format!("http://{addr}")
 }
 
 pub fn client() -> reqwest::Client {
-    reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).build().unwrap()
+    reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap()
 }
 
 /// The value the response sets for cookie `name`: `Some("")` when it clears it.
@@ -35,8 +43,17 @@ pub fn set_cookie(response: &reqwest::Response, name: &str) -> Option<String> {
         .filter_map(|v| v.to_str().ok())
         .filter(|v| v.starts_with(&format!("{name}=")))
         .collect();
-    assert!(all.len() <= 1, "more than one Set-Cookie for {name}: {all:?}");
-    all.first().map(|v| v[name.len() + 1..].split(';').next().unwrap_or("").to_owned())
+    assert!(
+        all.len() <= 1,
+        "more than one Set-Cookie for {name}: {all:?}"
+    );
+    all.first().map(|v| {
+        v[name.len() + 1..]
+            .split(';')
+            .next()
+            .unwrap_or("")
+            .to_owned()
+    })
 }
 
 pub fn set_cookie_header(response: &reqwest::Response, name: &str) -> Option<String> {
@@ -97,7 +114,12 @@ impl SessionStore for ProbeStore {
         self.gate().await?;
         self.inner.apply(key, update).await
     }
-    async fn cycle(&self, old: &SessionKey, new: &SessionKey, update: &Update) -> Result<ApplyOutcome, CreateError> {
+    async fn cycle(
+        &self,
+        old: &SessionKey,
+        new: &SessionKey,
+        update: &Update,
+    ) -> Result<ApplyOutcome, CreateError> {
         self.writes.fetch_add(1, Ordering::SeqCst);
         self.gate().await?;
         self.inner.cycle(old, new, update).await
@@ -111,17 +133,64 @@ impl SessionStore for ProbeStore {
         self.gate().await?;
         self.inner.list_for_user(user_id).await
     }
-    async fn delete_for_user(&self, user_id: &str, except: Option<&SessionKey>) -> Result<u64, StoreError> {
+    async fn delete_for_user(
+        &self,
+        user_id: &str,
+        except: Option<&SessionKey>,
+    ) -> Result<u64, StoreError> {
         self.gate().await?;
         self.inner.delete_for_user(user_id, except).await
     }
     async fn sweep(&self, now: UnixMillis, limit: usize) -> Result<u64, StoreError> {
         self.inner.sweep(now, limit).await
     }
-    async fn list_all(&self, after: Option<&SessionKey>, limit: usize) -> Result<Vec<SessionSummary>, StoreError> {
+    async fn list_all(
+        &self,
+        after: Option<&SessionKey>,
+        limit: usize,
+    ) -> Result<Vec<SessionSummary>, StoreError> {
         self.inner.list_all(after, limit).await
     }
     async fn ping(&self) -> Result<(), StoreError> {
         self.gate().await
+    }
+}
+
+/// A minimal cookie jar: remembers what responses set, by name.
+#[derive(Default, Clone, Debug)]
+pub struct Jar {
+    pub cookies: std::collections::BTreeMap<String, String>,
+}
+
+impl Jar {
+    pub fn update(&mut self, response: &reqwest::Response) {
+        for header in response
+            .headers()
+            .get_all("set-cookie")
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+        {
+            let pair = header.split(';').next().unwrap_or("");
+            let Some((name, value)) = pair.split_once('=') else {
+                continue;
+            };
+            if header.contains("Max-Age=0") || value.is_empty() {
+                self.cookies.remove(name);
+            } else {
+                self.cookies.insert(name.to_owned(), value.to_owned());
+            }
+        }
+    }
+
+    pub fn header(&self) -> String {
+        self.cookies
+            .iter()
+            .map(|(k, v)| format!("{k}={v}"))
+            .collect::<Vec<_>>()
+            .join("; ")
+    }
+
+    pub fn get(&self, name: &str) -> Option<&str> {
+        self.cookies.get(name).map(String::as_str)
     }
 }

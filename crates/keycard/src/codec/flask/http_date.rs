@@ -11,8 +11,9 @@ const MIN_SECS: i64 = days_from_civil(100, 1, 1) * SECS_PER_DAY;
 const MAX_SECS: i64 = days_from_civil(9999, 12, 31) * SECS_PER_DAY + SECS_PER_DAY - 1;
 
 const WEEKDAYS: [&str; 7] = ["Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun"];
-const MONTHS: [&str; 12] =
-    ["Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"];
+const MONTHS: [&str; 12] = [
+    "Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec",
+];
 
 /// A UTC date and time to the second, between the years 100 and 9999: the
 /// value of Flask's ` d` tag (a Python `datetime`, sent as an HTTP date).
@@ -38,7 +39,9 @@ impl HttpDate {
     /// assert_eq!(HttpDate::from_unix(0).unwrap().to_string(), "Thu, 01 Jan 1970 00:00:00 GMT");
     /// ```
     pub fn from_unix(secs: i64) -> Option<Self> {
-        (MIN_SECS..=MAX_SECS).contains(&secs).then_some(HttpDate(secs))
+        (MIN_SECS..=MAX_SECS)
+            .contains(&secs)
+            .then_some(HttpDate(secs))
     }
 
     /// Seconds since 1970-01-01T00:00:00Z.
@@ -68,9 +71,14 @@ impl HttpDate {
             return None;
         }
         let mut parts = rest.split(' ');
-        let (Some(day), Some(month), Some(year), Some(time), Some("GMT"), None) =
-            (parts.next(), parts.next(), parts.next(), parts.next(), parts.next(), parts.next())
-        else {
+        let (Some(day), Some(month), Some(year), Some(time), Some("GMT"), None) = (
+            parts.next(),
+            parts.next(),
+            parts.next(),
+            parts.next(),
+            parts.next(),
+            parts.next(),
+        ) else {
             return None;
         };
         let day = digits(day, 2)?;
@@ -183,9 +191,15 @@ mod tests {
     #[test]
     fn two_digit_years_follow_python() {
         let y2001 = HttpDate::parse("Mon, 01 Jan 2001 00:00:00 GMT").unwrap();
-        assert_eq!(HttpDate::parse("Mon, 01 Jan 0001 00:00:00 GMT"), Some(y2001));
+        assert_eq!(
+            HttpDate::parse("Mon, 01 Jan 0001 00:00:00 GMT"),
+            Some(y2001)
+        );
         let y1999 = HttpDate::parse("Fri, 31 Dec 1999 00:00:00 GMT").unwrap();
-        assert_eq!(HttpDate::parse("Fri, 31 Dec 0099 00:00:00 GMT"), Some(y1999));
+        assert_eq!(
+            HttpDate::parse("Fri, 31 Dec 0099 00:00:00 GMT"),
+            Some(y1999)
+        );
     }
 
     #[test]

@@ -134,11 +134,14 @@ impl FlaskValue {
             FlaskValue::Bool(b) => Value::Bool(*b),
             FlaskValue::Number(n) => Value::Number(n.clone()),
             FlaskValue::String(s) => Value::String(s.clone()),
-            FlaskValue::List(items) => Value::Array(items.iter().map(Self::to_tagged_json).collect()),
-            FlaskValue::Dict(map) => dict_to_tagged_json(map),
-            FlaskValue::Tuple(items) => {
-                tagged(" t", Value::Array(items.iter().map(Self::to_tagged_json).collect()))
+            FlaskValue::List(items) => {
+                Value::Array(items.iter().map(Self::to_tagged_json).collect())
             }
+            FlaskValue::Dict(map) => dict_to_tagged_json(map),
+            FlaskValue::Tuple(items) => tagged(
+                " t",
+                Value::Array(items.iter().map(Self::to_tagged_json).collect()),
+            ),
             FlaskValue::Bytes(bytes) => tagged(" b", Value::String(STANDARD.encode(bytes))),
             FlaskValue::Uuid(uuid) => tagged(" u", Value::String(format!("{uuid:032x}"))),
             FlaskValue::DateTime(date) => tagged(" d", Value::String(date.to_string())),
@@ -188,7 +191,10 @@ impl FlaskValue {
 }
 
 fn list_from_tagged(items: Vec<Value>) -> Result<Vec<FlaskValue>, CodecError> {
-    items.into_iter().map(FlaskValue::from_tagged_json).collect()
+    items
+        .into_iter()
+        .map(FlaskValue::from_tagged_json)
+        .collect()
 }
 
 /// A dict as Flask tags it: a one-key dict whose key is a tag is escaped
@@ -215,7 +221,9 @@ fn untag(tag: &str, inner: FlaskValue) -> Result<FlaskValue, CodecError> {
     Ok(match (tag, inner) {
         (" t", FlaskValue::List(items)) => FlaskValue::Tuple(items),
         (" b", FlaskValue::String(text)) => FlaskValue::Bytes(
-            LENIENT_STANDARD.decode(text).map_err(|_| malformed("bad base64 in a ` b` tag"))?,
+            LENIENT_STANDARD
+                .decode(text)
+                .map_err(|_| malformed("bad base64 in a ` b` tag"))?,
         ),
         (" m", FlaskValue::String(text)) => FlaskValue::Markup(text),
         (" u", FlaskValue::String(text)) => {
@@ -350,9 +358,17 @@ mod tests {
             "plain": {"a": [1, 2.5, null, true, "s"]},
         });
         let value = FlaskValue::from_tagged_json(tagged.clone()).unwrap();
-        let FlaskValue::Dict(map) = &value else { panic!("not a dict") };
-        assert_eq!(map["tuple"], FlaskValue::Tuple(vec![1.into(), FlaskValue::Bytes(vec![0, 255])]));
-        assert_eq!(map["uuid"], FlaskValue::Uuid(0x12345678123456781234567812345678));
+        let FlaskValue::Dict(map) = &value else {
+            panic!("not a dict")
+        };
+        assert_eq!(
+            map["tuple"],
+            FlaskValue::Tuple(vec![1.into(), FlaskValue::Bytes(vec![0, 255])])
+        );
+        assert_eq!(
+            map["uuid"],
+            FlaskValue::Uuid(0x12345678123456781234567812345678)
+        );
         assert_eq!(
             map["escaped"],
             FlaskValue::Dict(BTreeMap::from([(
@@ -368,7 +384,10 @@ mod tests {
         let want = Some(0x12345678123456781234567812345678);
         assert_eq!(parse_uuid("12345678-1234-5678-1234-567812345678"), want);
         assert_eq!(parse_uuid("{12345678-1234-5678-1234-567812345678}"), want);
-        assert_eq!(parse_uuid("urn:uuid:12345678123456781234567812345678"), want);
+        assert_eq!(
+            parse_uuid("urn:uuid:12345678123456781234567812345678"),
+            want
+        );
         assert_eq!(parse_uuid("+2345678123456781234567812345678"), None);
         assert_eq!(parse_uuid("1234"), None);
     }

@@ -1,0 +1,178 @@
+//! The Lua scripts that make each per-session operation atomic.
+//!
+//! Every script touches exactly one key (declared in `KEYS`), so it runs on one
+//! Cluster node. They are sent with `EVALSHA` through [`redis::Script`], which
+//! loads them (`SCRIPT LOAD`, on every primary in Cluster) on a `NOSCRIPT` reply.
+//! Field names here must match [`crate::layout`].
+
+use redis::Script;
+
+/// Creates a session unless the key exists.
+///
+/// `KEYS[1]` session hash; `ARGV[1]` expiry (PEXPIREAT millis); `ARGV[2..]`
+/// field/value pairs. Returns 1 when created, 0 when the key existed.
+const CREATE: &str = r"
+if redis.call('EXISTS', KEYS[1]) == 1 then return 0 end
+local n = #ARGV
+local i = 2
+-- HSET in slices: unpack() of thousands of values would overflow Lua's C stack.
+while i <= n do
+  local last = math.min(i + 199, n)
+  redis.call('HSET', KEYS[1], unpack(ARGV, i, last))
+  i = last + 1
+end
+redis.call('PEXPIREAT', KEYS[1], ARGV[1])
+return 1
+";
+
+/// Applies an [`Update`](keycard::Update) to an existing session.
+///
+/// `KEYS[1]` session hash. `ARGV`: 1 now, 2 last_seen, 3 idle deadline,
+/// 4 absolute deadline, 5 expiry, 6 user mode (`k` keep, `-` clear, `=` set),
+/// 7 user, 8 client mode (`k`/`=`), 9 ip mode (`-`/`=`), 10 ip, 11 ua mode,
+/// 12 ua, then the changes: `S field json`, `R field`, `C`, `I field by`.
+///
+/// Returns `{0}` when gone (missing, or past a deadline by the caller's clock),
+/// `{2}` when the stored deadlines are unreadable, else `{1, has_user, user}`
+/// with the user *before* the update, for the index.
+///
+/// Everything is validated before the first write, because Redis does not roll
+/// back a script's earlier writes when a later command fails.
+const APPLY: &str = r"
+local k = KEYS[1]
+local meta = redis.call('HMGET', k, 'v', 'm:idle', 'm:abs', 'm:user')
+if not meta[1] then return {0} end
+local idle, abs = tonumber(meta[2]), tonumber(meta[3])
+if not idle or not abs then return {2} end
+if math.min(idle, abs) <= tonumber(ARGV[1]) then return {0} end
+
+local I64_MAX, I64_MIN = '9223372036854775807', '-9223372036854775808'
+-- Whether canonical integer text fits in an i64 (serde_json's as_i64).
+local function fits_i64(s)
+  local digits = s
+  local limit = I64_MAX
+  if string.sub(s, 1, 1) == '-' then digits = string.sub(s, 2); limit = string.sub(I64_MIN, 2) end
+  if #digits ~= #limit then return #digits < #limit end
+  return digits <= limit
+end
+-- Change::Increment: an integer that fits in i64 gets `by` added, saturating;
+-- anything else (missing, float, string, out-of-range number) counts as 0.
+-- The arithmetic is HINCRBY's, in 64-bit integers: Lua numbers are doubles.
+local function increment(field, by)
+  local cur = redis.call('HGET', k, field)
+  if cur and (cur == '0' or string.match(cur, '^%-?[1-9]%d*$')) and fits_i64(cur) then
+    local res = redis.pcall('HINCRBY', k, field, by)
+    if type(res) == 'table' and res.err then
+      -- The value is a valid i64, so the only failure left is overflow.
+      if string.sub(by, 1, 1) == '-' then res = I64_MIN else res = I64_MAX end
+      redis.call('HSET', k, field, res)
+    end
+  else
+    redis.call('HSET', k, field, by)
+  end
+end
+
+-- A first pass checks the change list, so a malformed one writes nothing.
+local arity = {S = 3, R = 2, C = 1, I = 3}
+local j = 13
+while j <= #ARGV do
+  local step = arity[ARGV[j]]
+  if not step or j + step - 1 > #ARGV then
+    return redis.error_reply('keycard: malformed change list')
+  end
+  j = j + step
+end
+
+local i = 13
+while i <= #ARGV do
+  local op = ARGV[i]
+  if op == 'S' then
+    redis.call('HSET', k, ARGV[i + 1], ARGV[i + 2]); i = i + 3
+  elseif op == 'R' then
+    redis.call('HDEL', k, ARGV[i + 1]); i = i + 2
+  elseif op == 'C' then
+    local data = {}
+    for _, f in ipairs(redis.call('HKEYS', k)) do
+      if string.sub(f, 1, 2) == 'd:' then
+        data[#data + 1] = f
+        if #data == 200 then redis.call('HDEL', k, unpack(data)); data = {} end
+      end
+    end
+    if #data > 0 then redis.call('HDEL', k, unpack(data)) end
+    i = i + 1
+  else
+    increment(ARGV[i + 1], ARGV[i + 2]); i = i + 3
+  end
+end
+
+if ARGV[6] == '-' then redis.call('HDEL', k, 'm:user')
+elseif ARGV[6] == '=' then redis.call('HSET', k, 'm:user', ARGV[7]) end
+if ARGV[8] == '=' then
+  if ARGV[9] == '=' then redis.call('HSET', k, 'm:ip', ARGV[10]) else redis.call('HDEL', k, 'm:ip') end
+  if ARGV[11] == '=' then redis.call('HSET', k, 'm:ua', ARGV[12]) else redis.call('HDEL', k, 'm:ua') end
+end
+redis.call('HSET', k, 'm:seen', ARGV[2], 'm:idle', ARGV[3], 'm:abs', ARGV[4])
+redis.call('PEXPIREAT', k, ARGV[5])
+if meta[4] then return {1, 1, meta[4]} end
+return {1, 0, ''}
+";
+
+/// Removes a session and hands back all its fields (`HGETALL` + `DEL`), for
+/// rotation. `KEYS[1]` session hash. An empty array when there was none.
+const TAKE: &str = r"
+local all = redis.call('HGETALL', KEYS[1])
+if #all > 0 then redis.call('DEL', KEYS[1]) end
+return all
+";
+
+/// Deletes a session and returns its user (nil when none), for the index.
+const DELETE: &str = r"
+local user = redis.call('HGET', KEYS[1], 'm:user')
+redis.call('DEL', KEYS[1])
+return user
+";
+
+/// Deletes a session only if it (still) belongs to `ARGV[1]`: an index entry
+/// can be stale after a user change, and must not delete someone else's session.
+const DELETE_IF_USER: &str = r"
+if redis.call('HGET', KEYS[1], 'm:user') == ARGV[1] then
+  redis.call('DEL', KEYS[1])
+  return 1
+end
+return 0
+";
+
+/// Adds a session to a user index and makes the index live at least as long
+/// as that session. `KEYS[1]` index set; `ARGV[1]` key hex; `ARGV[2]` expiry.
+///
+/// NX sets a TTL on a new set; GT only ever extends it, so the set lives as long
+/// as its longest-lived member (Redis >= 7.0 / Valkey >= 7.2 for NX/GT).
+const INDEX_ADD: &str = r"
+redis.call('SADD', KEYS[1], ARGV[1])
+redis.call('PEXPIREAT', KEYS[1], ARGV[2], 'NX')
+redis.call('PEXPIREAT', KEYS[1], ARGV[2], 'GT')
+return 1
+";
+
+/// The compiled scripts (each holds its SHA1 for `EVALSHA`).
+pub(crate) struct Scripts {
+    pub(crate) create: Script,
+    pub(crate) apply: Script,
+    pub(crate) take: Script,
+    pub(crate) delete: Script,
+    pub(crate) delete_if_user: Script,
+    pub(crate) index_add: Script,
+}
+
+impl Scripts {
+    pub(crate) fn new() -> Self {
+        Scripts {
+            create: Script::new(CREATE),
+            apply: Script::new(APPLY),
+            take: Script::new(TAKE),
+            delete: Script::new(DELETE),
+            delete_if_user: Script::new(DELETE_IF_USER),
+            index_add: Script::new(INDEX_ADD),
+        }
+    }
+}

@@ -1,0 +1,246 @@
+//! A small application with keycard's authentication, for the HTTP tests.
+#![allow(dead_code)]
+
+use async_trait::async_trait;
+use axum::extract::{Form, Path, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use keycard::auth::{
+    hash_password, safe_next, verify_dummy, verify_password, Auth, AuthBackend, AuthConfig,
+    AuthLayer, AuthUser, CurrentUser, FreshUser, LoginThrottle, MaybeUser, RequireLoginLayer,
+};
+use keycard::csrf::{CsrfConfig, CsrfLayer, CsrfToken};
+use keycard::{Binding, SessionConfig, SessionLayer, SessionStore};
+use serde::Deserialize;
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+
+#[derive(Clone, Debug)]
+pub struct User {
+    pub name: String,
+    pub hash: String,
+    pub permissions: Vec<String>,
+}
+
+impl AuthUser for User {
+    fn id(&self) -> String {
+        self.name.clone()
+    }
+    fn auth_hash(&self) -> Vec<u8> {
+        self.hash.as_bytes().to_vec()
+    }
+    fn permissions(&self) -> Vec<String> {
+        self.permissions.clone()
+    }
+}
+
+#[derive(Clone, Default)]
+pub struct Users(pub Arc<Mutex<HashMap<String, User>>>);
+
+impl Users {
+    pub fn with(users: &[(&str, &str, &[&str])]) -> Self {
+        let map = users
+            .iter()
+            .map(|(name, password, perms)| {
+                let user = User {
+                    name: (*name).into(),
+                    hash: hash_password(password).unwrap(),
+                    permissions: perms.iter().map(|p| (*p).into()).collect(),
+                };
+                ((*name).to_owned(), user)
+            })
+            .collect();
+        Users(Arc::new(Mutex::new(map)))
+    }
+
+    pub fn set_password(&self, name: &str, password: &str) -> User {
+        let mut users = self.0.lock().unwrap();
+        let user = users.get_mut(name).unwrap();
+        user.hash = hash_password(password).unwrap();
+        user.clone()
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+#[error("never")]
+pub struct Never;
+
+pub struct Credentials {
+    pub name: String,
+    pub password: String,
+}
+
+#[async_trait]
+impl AuthBackend for Users {
+    type User = User;
+    type Credentials = Credentials;
+    type Error = Never;
+
+    async fn authenticate(&self, c: Credentials) -> Result<Option<User>, Never> {
+        let user = self.0.lock().unwrap().get(&c.name).cloned();
+        Ok(match user {
+            Some(user) if verify_password(&c.password, &user.hash) => Some(user),
+            Some(_) => None,
+            None => {
+                verify_dummy(&c.password);
+                None
+            }
+        })
+    }
+
+    async fn get_user(&self, id: &str) -> Result<Option<User>, Never> {
+        Ok(self.0.lock().unwrap().get(id).cloned())
+    }
+}
+
+type A = Auth<Users>;
+
+#[derive(Clone)]
+pub struct TestState {
+    pub users: Users,
+    pub throttle: LoginThrottle,
+}
+
+#[derive(Deserialize)]
+struct LoginForm {
+    username: String,
+    password: String,
+    remember: Option<String>,
+    next: Option<String>,
+}
+
+async fn login(State(state): State<TestState>, auth: A, Form(form): Form<LoginForm>) -> Response {
+    let ip = auth.session().client().ip.clone();
+    if let Err(t) = state
+        .throttle
+        .check(&form.username, ip.as_deref())
+        .await
+        .unwrap()
+    {
+        return (
+            StatusCode::TOO_MANY_REQUESTS,
+            [("retry-after", t.retry_after.as_secs().to_string())],
+            "throttled",
+        )
+            .into_response();
+    }
+    let credentials = Credentials {
+        name: form.username.clone(),
+        password: form.password,
+    };
+    match auth.authenticate(credentials).await.unwrap() {
+        Some(user) => {
+            state.throttle.success(&form.username).await.unwrap();
+            auth.login(&user, form.remember.as_deref() == Some("on"))
+                .await
+                .unwrap();
+            let next = form.next.as_deref().and_then(safe_next).unwrap_or("/");
+            (StatusCode::SEE_OTHER, [("location", next.to_owned())]).into_response()
+        }
+        None => {
+            state
+                .throttle
+                .failure(&form.username, ip.as_deref())
+                .await
+                .unwrap();
+            (StatusCode::UNAUTHORIZED, "Invalid username or password.").into_response()
+        }
+    }
+}
+
+#[derive(Deserialize)]
+struct PasswordForm {
+    password: String,
+}
+
+async fn reauth(
+    auth: A,
+    CurrentUser(user): CurrentUser<Users>,
+    Form(form): Form<PasswordForm>,
+) -> Response {
+    let checked = auth
+        .authenticate(Credentials {
+            name: user.name,
+            password: form.password,
+        })
+        .await
+        .unwrap();
+    match checked {
+        Some(user) => {
+            auth.reauthenticate(&user).await.unwrap();
+            StatusCode::NO_CONTENT.into_response()
+        }
+        None => StatusCode::UNAUTHORIZED.into_response(),
+    }
+}
+
+async fn change_password(
+    State(state): State<TestState>,
+    auth: A,
+    FreshUser(user): FreshUser<Users>,
+    Form(form): Form<PasswordForm>,
+) -> Response {
+    let updated = state.users.set_password(&user.name, &form.password);
+    auth.password_changed(&updated).await.unwrap();
+    StatusCode::NO_CONTENT.into_response()
+}
+
+pub struct Options {
+    pub config: SessionConfig,
+    pub auth: AuthConfig,
+    pub binding: Binding,
+    pub resolver: keycard::ClientAddrResolver,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Options {
+            config: SessionConfig::default(),
+            auth: AuthConfig::default(),
+            binding: Binding::default(),
+            resolver: keycard::ClientAddrResolver::default(),
+        }
+    }
+}
+
+pub fn app(store: Arc<dyn SessionStore>, users: Users, options: Options) -> Router {
+    let state = TestState {
+        users: users.clone(),
+        throttle: LoginThrottle::new(store.clone()),
+    };
+    let admin = Router::new()
+        .route("/admin", get(|| async { "admin area" }))
+        .route_layer(RequireLoginLayer::<Users>::permission("admin"));
+    let members = Router::new()
+        .route("/members", get(|| async { "members area" }))
+        .route_layer(RequireLoginLayer::<Users>::new());
+    Router::new()
+        .route("/public", get(|MaybeUser(user): MaybeUser<Users>| async move { user.map(|u| u.name).unwrap_or_else(|| "anonymous".into()) }))
+        .route("/private", get(|CurrentUser(user): CurrentUser<Users>| async move { format!("hello {}", user.name) }))
+        .route("/api/private", get(|CurrentUser(user): CurrentUser<Users>| async move { Json(serde_json::json!({"user": user.name})) }))
+        .route("/fresh", get(|FreshUser(user): FreshUser<Users>| async move { format!("fresh {}", user.name) }))
+        .route("/csrf", get(|CsrfToken(token): CsrfToken| async move { token }))
+        .route("/login", post(login))
+        .route("/logout", post(|auth: A| async move { auth.logout().await.unwrap(); StatusCode::SEE_OTHER }))
+        .route("/reauth", post(reauth))
+        .route("/password", post(change_password))
+        .route("/write/{key}", post(|Path(key): Path<String>, auth: A| async move { auth.session().insert(&key, true).await.unwrap(); "written" }))
+        .route("/sessions", get(|auth: A| async move { Json(auth.sessions().await.unwrap()) }))
+        .route("/revoke/{handle}", post(|Path(handle): Path<String>, auth: A| async move { auth.revoke_session(&handle).await.unwrap().to_string() }))
+        .route("/revoke-others", post(|auth: A| async move { auth.revoke_other_sessions().await.unwrap().to_string() }))
+        .route("/token", post(|auth: A| async move { auth.issue_token(std::time::Duration::from_secs(3600)).await.unwrap() }))
+        .route("/token", axum::routing::delete(|auth: A| async move { auth.revoke_current_token().await.unwrap().to_string() }))
+        .merge(admin)
+        .merge(members)
+        .with_state(state)
+        .layer(CsrfLayer::new(CsrfConfig::default().allow_plain_http()))
+        .layer(AuthLayer::new(users).with_config(options.auth))
+        .layer(
+            SessionLayer::from_arc(store)
+                .with_config(options.config)
+                .with_binding(options.binding)
+                .with_client_resolver(options.resolver),
+        )
+}
