@@ -12,7 +12,7 @@ use std::collections::HashMap;
 use std::time::Duration;
 
 mod conformance {
-    keycard::conformance_tests!(crate::common::kit_store(crate::common::STANDALONE));
+    keycard::conformance_tests!(optional: crate::common::kit_store(crate::common::STANDALONE));
 }
 
 fn update_for(record: &Record, changes: Vec<Change>) -> Update {
