@@ -95,17 +95,20 @@ async fn run(args: cli::Args) -> Result<(), String> {
         idle_timeout: args.idle_timeout,
         client_side: opened.client_side,
     };
-    let app = app::router(state, sessions);
-    let redirect = axum::Router::new()
-        .fallback(|| async { axum::http::StatusCode::NOT_FOUND })
-        .layer(HttpsRedirectLayer::new(args.https.port()).with_trusted_proxies(resolver));
-
     let https = TcpListener::bind(args.https)
         .await
         .map_err(|e| format!("--https {}: {e}", args.https))?;
     let http = TcpListener::bind(args.http)
         .await
         .map_err(|e| format!("--http {}: {e}", args.http))?;
+    // The addresses actually bound (port 0 picks a free one).
+    let https_addr = https.local_addr().map_err(|e| format!("--https: {e}"))?;
+    let http_addr = http.local_addr().map_err(|e| format!("--http: {e}"))?;
+    let app = app::router(state, sessions);
+    let redirect = axum::Router::new()
+        .fallback(|| async { axum::http::StatusCode::NOT_FOUND })
+        .layer(HttpsRedirectLayer::new(https_addr.port()).with_trusted_proxies(resolver));
+
     let (stop, stopped) = watch::channel(false);
     let wait = |mut stopped: watch::Receiver<bool>| async move {
         let _ = stopped.wait_for(|s| *s).await;
@@ -118,11 +121,8 @@ async fn run(args: cli::Args) -> Result<(), String> {
         wait(stopped.clone()),
     ));
     let http_server = tokio::spawn(serve(http, None, redirect, MAX_HEADER_BYTES, wait(stopped)));
-    println!(
-        "keycard-demo listening on https://{}/ (and http://{}/ redirecting to it)",
-        args.https, args.http
-    );
-    tracing::info!(https = %args.https, http = %args.http, "listening");
+    println!("keycard-demo listening on https://{https_addr}/ (and http://{http_addr}/ redirecting to it)");
+    tracing::info!(https = %https_addr, http = %http_addr, "listening");
 
     shutdown_signal().await;
     tracing::info!("shutting down");

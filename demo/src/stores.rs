@@ -85,17 +85,11 @@ pub fn redact(url: &str) -> String {
     }
 }
 
-/// Loads the key ring at `path`, making it (mode 0600) on first start.
+/// Loads the key ring at `path`, making it (mode 0600) on first start; two
+/// processes starting together end up with the same ring.
 pub fn key_ring(path: &Path) -> Result<KeyRing, String> {
-    if path.exists() {
-        return KeyRing::from_file(path).map_err(|e| format!("--keys {}: {e}", path.display()));
-    }
     if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
         std::fs::create_dir_all(parent).map_err(|e| format!("--keys {}: {e}", path.display()))?;
     }
-    let ring = KeyRing::generate().map_err(|e| format!("cannot make a key: {e}"))?;
-    ring.write_file(path)
-        .map_err(|e| format!("--keys {}: {e}", path.display()))?;
-    tracing::info!(path = %path.display(), "made a new key ring");
-    Ok(ring)
+    KeyRing::load_or_generate(path).map_err(|e| format!("--keys {}: {e}", path.display()))
 }

@@ -25,6 +25,10 @@ pub enum SessionError {
     /// The OS random generator failed.
     #[error(transparent)]
     Random(#[from] RandomError),
+    /// The session cookie could not be sealed (no key in the ring, or the
+    /// random generator failed).
+    #[error("session cookie could not be sealed: {0}")]
+    Seal(#[source] crate::CodecError),
     /// The sealed session cookie would exceed what browsers store (4096 bytes
     /// for name, value and attributes); keycard never truncates it silently.
     #[error("session cookie would be {size} bytes, over the 4096-byte limit")]

@@ -198,7 +198,23 @@ fn presented(config: &SessionConfig, headers: &http::HeaderMap) -> Presented {
 }
 
 /// The token of an `Authorization: Bearer` header, if there is exactly one.
-pub(crate) fn bearer_token(headers: &http::HeaderMap) -> Option<String> {
+///
+/// The scheme (up to the first space) is matched case-insensitively; the
+/// token is the rest of the value with surrounding whitespace trimmed. Two
+/// `Authorization` headers, a value that is not visible ASCII, or another
+/// scheme give `None`. Never panics, whatever the headers.
+///
+/// ```
+/// use http::HeaderMap;
+/// let mut headers = HeaderMap::new();
+/// headers.insert("authorization", "Bearer abc".parse().unwrap());
+/// assert_eq!(keycard::bearer_token(&headers).as_deref(), Some("abc"));
+/// headers.append("authorization", "Bearer def".parse().unwrap());
+/// assert_eq!(keycard::bearer_token(&headers), None);
+/// headers.insert("authorization", "Basic YTpi".parse().unwrap());
+/// assert_eq!(keycard::bearer_token(&headers), None);
+/// ```
+pub fn bearer_token(headers: &http::HeaderMap) -> Option<String> {
     let mut values = headers.get_all(http::header::AUTHORIZATION).iter();
     let value = values.next()?;
     if values.next().is_some() {

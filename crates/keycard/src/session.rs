@@ -708,9 +708,7 @@ impl Session {
             .seal(&config.cookie.name, &payload)
             .map_err(|e| match e {
                 crate::CodecError::TooLarge(size) => SessionError::CookieTooLarge { size },
-                _ => SessionError::CookieTooLarge {
-                    size: payload.len(),
-                },
+                other => SessionError::Seal(other),
             })?;
         let size = config.cookie.set_cookie(&value).len();
         if size > 4096 {

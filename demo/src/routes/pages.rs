@@ -296,7 +296,7 @@ pub async fn register(State(state): State<AppState>, auth: A, fields: Fields) ->
     };
     auth.login(&user, false).await?;
     tracing::info!(target: "keycard::security", event = "registered", user = %user.id, "account created");
-    Ok(see_other("/?m=registered"))
+    Ok(see_other("/"))
 }
 
 pub async fn logout(auth: A) -> Result<Response> {
@@ -409,6 +409,7 @@ struct SessionRow {
 #[derive(Serialize)]
 struct SessionsExtra {
     sessions: Vec<SessionRow>,
+    client_side: bool,
 }
 
 pub async fn sessions(
@@ -435,7 +436,10 @@ pub async fn sessions(
         Some(&user),
         true,
         notice(q.m.as_deref()),
-        SessionsExtra { sessions },
+        SessionsExtra {
+            sessions,
+            client_side: state.client_side,
+        },
     )
     .await?;
     Ok(page(

@@ -20,6 +20,9 @@ pub enum CodecError {
     /// The signature is valid but older than the allowed age.
     #[error("cookie expired")]
     Expired,
+    /// The operating system's random generator failed while sealing.
+    #[error("the random number generator failed")]
+    Random,
     /// The payload (or the cookie it makes) is larger than allowed.
     #[error("cookie too large: {0} bytes")]
     TooLarge(usize),

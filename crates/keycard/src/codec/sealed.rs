@@ -157,8 +157,7 @@ impl CookieCodec for SealedCodec {
         let Some((key_id, cipher)) = self.keys.last() else {
             return Err(CodecError::UnknownKey);
         };
-        let nonce = crate::random_bytes::<NONCE_LEN>()
-            .map_err(|_| CodecError::Malformed("the OS random number generator failed"))?;
+        let nonce = crate::random_bytes::<NONCE_LEN>().map_err(|_| CodecError::Random)?;
         let aad = self.aad(*key_id, name);
         let ciphertext = cipher
             .encrypt(

@@ -8,7 +8,7 @@ mod token;
 
 #[cfg(feature = "axum")]
 pub use layer::{Csrf, CsrfConfig, CsrfLayer};
-pub use token::{rotate, token, verify};
+pub use token::{rotate, token, token_matches, verify};
 
 #[cfg(feature = "axum")]
 mod extract {

@@ -19,7 +19,10 @@ pub(crate) fn new_secret() -> Result<String, SessionError> {
 }
 
 fn decode_secret(value: Option<&Value>) -> Option<[u8; SECRET_BYTES]> {
-    let text = value?.as_str()?;
+    decode_secret_text(value?.as_str()?)
+}
+
+fn decode_secret_text(text: &str) -> Option<[u8; SECRET_BYTES]> {
     URL_SAFE_NO_PAD.decode(text).ok()?.try_into().ok()
 }
 
@@ -80,10 +83,34 @@ pub async fn token(session: &Session) -> Result<String, SessionError> {
 /// A session without a secret accepts no token.
 pub async fn verify(session: &Session, token: &str) -> Result<bool, SessionError> {
     let stored = session.get_value(reserved::CSRF_SECRET).await?;
-    let (Some(secret), Some(presented)) = (decode_secret(stored.as_ref()), unmask(token)) else {
-        return Ok(false);
+    Ok(stored
+        .as_ref()
+        .and_then(Value::as_str)
+        .is_some_and(|secret| token_matches(secret, token)))
+}
+
+/// Whether `token` is a masked form of `secret_b64`, a CSRF secret as a
+/// session stores it (32 bytes, unpadded base64url): the token is unmasked
+/// and compared with the secret in constant time. A malformed secret or token
+/// (not base64url, the wrong length, a token over 128 bytes) is `false`;
+/// never panics, whatever the input. [`verify`] is this over the session's
+/// secret; it is public for fuzzing and for checking tokens outside a request.
+///
+/// ```
+/// use keycard::csrf::token_matches;
+/// let secret = "AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA"; // 32 zero bytes
+/// // A 0x01 mask, and the secret XOR the mask: 64 bytes of 0x01.
+/// let token = "AQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQ";
+/// assert!(token_matches(secret, token));
+/// assert!(!token_matches(secret, &token[..43])); // too short
+/// assert!(!token_matches(secret, &token.replacen('A', 'B', 1))); // another secret
+/// assert!(!token_matches("not a secret", token));
+/// ```
+pub fn token_matches(secret_b64: &str, token: &str) -> bool {
+    let (Some(secret), Some(presented)) = (decode_secret_text(secret_b64), unmask(token)) else {
+        return false;
     };
-    Ok(bool::from(secret.ct_eq(&presented)))
+    bool::from(secret.ct_eq(&presented))
 }
 
 /// Replaces the session's CSRF secret (at login), so a token seen before the

@@ -1,0 +1,801 @@
+//! The demo's HTTP contract (DESIGN §5), over real HTTPS against the built binary.
+
+mod common;
+
+use common::{unique, Browser, Demo};
+use std::time::{Duration, Instant};
+
+const SESSION: &str = "__Host-keycard";
+const REMEMBER: &str = "__Host-keycard-remember";
+
+#[tokio::test]
+async fn plain_http_only_redirects_and_hsts_is_https_only() {
+    let demo = Demo::start(&[]);
+    let mut http = Browser::new(&demo.http);
+    let response = http.get("/account?tab=1").await;
+    assert_eq!(response.status(), 308);
+    let https_port = demo.https.rsplit(':').next().unwrap();
+    assert_eq!(
+        response.headers()["location"],
+        format!("https://127.0.0.1:{https_port}/account?tab=1")
+    );
+    assert!(response
+        .headers()
+        .get("strict-transport-security")
+        .is_none());
+    assert!(response.headers().get("set-cookie").is_none());
+    let post = http
+        .send(
+            http.client
+                .post(format!("{}/login", demo.http))
+                .form(&[("username", "a"), ("password", "b")]),
+        )
+        .await;
+    assert!(
+        post.status().is_client_error(),
+        "credentials over HTTP are refused, not redirected"
+    );
+    assert!(post.headers().get("set-cookie").is_none());
+    let api = http.get("/api/me").await;
+    assert_eq!(api.status(), 403);
+
+    let mut https = Browser::new(&demo.https);
+    for path in ["/", "/login", "/nope", "/healthz"] {
+        let response = https.get(path).await;
+        assert_eq!(
+            response.headers()["strict-transport-security"],
+            "max-age=63072000; includeSubDomains",
+            "{path}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn register_login_account_logout() {
+    let demo = Demo::start(&[]);
+    let mut browser = Browser::new(&demo.https);
+    let name = unique("alice");
+    let response = browser.register(&name, "correct horse battery").await;
+    assert_eq!(response.status(), 303);
+    assert_eq!(response.headers()["location"], "/");
+    let set_cookie = response
+        .headers()
+        .get_all("set-cookie")
+        .iter()
+        .map(|v| v.to_str().unwrap().to_owned())
+        .find(|c| c.starts_with(SESSION))
+        .unwrap();
+    for attribute in ["; Path=/", "; Secure", "; HttpOnly", "; SameSite=Lax"] {
+        assert!(set_cookie.contains(attribute), "{set_cookie}");
+    }
+    assert!(!set_cookie.contains("Max-Age") && !set_cookie.contains("Domain"));
+    assert_eq!(browser.signed_in_as().await.as_deref(), Some(name.as_str()));
+    let account = browser.get("/account").await;
+    assert_eq!(account.status(), 200);
+    assert_eq!(account.headers()["cache-control"], "no-store");
+    let me: serde_json::Value = browser.get("/api/me").await.json().await.unwrap();
+    assert_eq!(
+        me,
+        serde_json::json!({"authenticated": true, "username": name})
+    );
+
+    let old = browser.cookies.clone();
+    let logout = browser.post("/logout", &[]).await;
+    assert_eq!(logout.status(), 303);
+    assert_eq!(logout.headers()["location"], "/");
+    assert_eq!(
+        logout.headers()["clear-site-data"],
+        "\"cache\", \"cookies\", \"storage\""
+    );
+    assert_eq!(browser.signed_in_as().await, None);
+    let mut replay = Browser::new(&demo.https);
+    replay.cookies = old;
+    let anonymous = replay.get("/api/me").await;
+    assert_eq!(anonymous.status(), 401);
+    assert_eq!(
+        anonymous.text().await.unwrap(),
+        r#"{"error":"unauthenticated"}"#
+    );
+
+    let mut again = Browser::new(&demo.https);
+    let login = again
+        .post(
+            "/login",
+            &[
+                ("username", &name),
+                ("password", "correct horse battery"),
+                ("next", "/account"),
+            ],
+        )
+        .await;
+    assert_eq!(login.status(), 303);
+    assert_eq!(login.headers()["location"], "/account");
+}
+
+#[tokio::test]
+async fn login_failures_are_generic_and_throttled() {
+    let demo = Demo::start(&[]);
+    let mut owner = Browser::new(&demo.https);
+    let name = unique("bob");
+    owner.register(&name, "correct horse battery").await;
+    let mut attacker = Browser::new(&demo.https);
+    let token = attacker.csrf().await;
+    let mut bodies = Vec::new();
+    for user in [name.as_str(), "no-such-user"] {
+        let request = attacker
+            .client
+            .post(format!("{}/login", demo.https))
+            .form(&[
+                ("username", user),
+                ("password", "wrong password"),
+                ("csrf_token", &token),
+            ]);
+        let response = attacker.send(request).await;
+        assert_eq!(response.status(), 401);
+        bodies.push(response.text().await.unwrap());
+    }
+    assert_eq!(
+        bodies[0], bodies[1],
+        "unknown user and wrong password answer alike"
+    );
+    assert!(bodies[0].contains("Invalid username or password."));
+    for _ in 0..9 {
+        let response = attacker.login(&name, "wrong password").await;
+        if response.status() == 429 {
+            break;
+        }
+        assert_eq!(response.status(), 401);
+    }
+    let throttled = attacker.login(&name, "correct horse battery").await;
+    assert_eq!(
+        throttled.status(),
+        429,
+        "after 10 failures even the right password waits"
+    );
+    assert!(
+        throttled.headers()["retry-after"]
+            .to_str()
+            .unwrap()
+            .parse::<u64>()
+            .unwrap()
+            >= 1
+    );
+}
+
+#[tokio::test]
+async fn login_required_and_safe_next() {
+    let demo = Demo::start(&[]);
+    let mut browser = Browser::new(&demo.https);
+    let response = browser.get("/account").await;
+    assert_eq!(response.status(), 303);
+    assert_eq!(response.headers()["location"], "/login?next=%2Faccount");
+    assert_eq!(browser.get("/sessions").await.status(), 303);
+    let name = unique("carol");
+    Browser::new(&demo.https)
+        .register(&name, "correct horse battery")
+        .await;
+    for next in [
+        "//evil.example",
+        "/\\evil.example",
+        "https://evil.example",
+        "javascript:alert(1)",
+        "/%2F%2Fevil.example",
+    ] {
+        let mut b = Browser::new(&demo.https);
+        let response = b
+            .post(
+                "/login",
+                &[
+                    ("username", &name),
+                    ("password", "correct horse battery"),
+                    ("next", next),
+                ],
+            )
+            .await;
+        assert_eq!(response.status(), 303);
+        assert_eq!(response.headers()["location"], "/", "next={next}");
+    }
+}
+
+#[tokio::test]
+async fn preferences_work_anonymously_survive_login_and_validate() {
+    let demo = Demo::start(&[]);
+    let mut browser = Browser::new(&demo.https);
+    let defaults: serde_json::Value = browser.get("/api/preferences").await.json().await.unwrap();
+    assert_eq!(
+        defaults,
+        serde_json::json!({"background_color": "#ffffff", "font_size": "medium", "theme": "light"})
+    );
+    let saved = browser
+        .post(
+            "/preferences",
+            &[
+                ("background_color", "#336699"),
+                ("font_size", "large"),
+                ("theme", "dark"),
+            ],
+        )
+        .await;
+    assert_eq!(saved.status(), 303);
+    assert!(browser
+        .text("/")
+        .await
+        .contains("background-color: #336699"));
+    for (field, bad) in [
+        ("background_color", "red"),
+        ("background_color", "#12345g"),
+        ("font_size", "huge"),
+        ("theme", "neon"),
+    ] {
+        let response = browser.post("/preferences", &[(field, bad)]).await;
+        assert_eq!(response.status(), 400, "{field}={bad}");
+    }
+    let name = unique("dave");
+    Browser::new(&demo.https)
+        .register(&name, "correct horse battery")
+        .await;
+    browser.login(&name, "correct horse battery").await;
+    let prefs: serde_json::Value = browser.get("/api/preferences").await.json().await.unwrap();
+    assert_eq!(
+        prefs["background_color"], "#336699",
+        "preferences survive login"
+    );
+
+    let token = browser.csrf().await;
+    let patch = browser
+        .client
+        .patch(format!("{}/api/preferences", demo.https))
+        .header("x-csrf-token", &token)
+        .json(&serde_json::json!({"theme": "light"}));
+    let response = browser.send(patch).await;
+    assert_eq!(response.status(), 200);
+    let merged: serde_json::Value = response.json().await.unwrap();
+    assert_eq!(
+        merged,
+        serde_json::json!({"background_color": "#336699", "font_size": "large", "theme": "light"})
+    );
+    let bad = browser
+        .client
+        .patch(format!("{}/api/preferences", demo.https))
+        .header("x-csrf-token", &token)
+        .json(&serde_json::json!({"theme": "neon"}));
+    assert_eq!(browser.send(bad).await.status(), 400);
+    let unknown = browser
+        .client
+        .patch(format!("{}/api/preferences", demo.https))
+        .header("x-csrf-token", &token)
+        .json(&serde_json::json!({"admin": true}));
+    assert_eq!(browser.send(unknown).await.status(), 400);
+    let no_token = browser
+        .client
+        .patch(format!("{}/api/preferences", demo.https))
+        .json(&serde_json::json!({"theme": "dark"}));
+    let refused = browser.send(no_token).await;
+    assert_eq!(refused.status(), 403);
+    assert!(refused.headers().get("set-cookie").is_none());
+}
+
+#[tokio::test]
+async fn csrf_failures_are_403_change_nothing_and_set_no_cookie() {
+    let demo = Demo::start(&[]);
+    let mut victim = Browser::new(&demo.https);
+    let name = unique("erin");
+    victim.register(&name, "correct horse battery").await;
+    let token = victim.csrf().await;
+    let mut other = Browser::new(&demo.https);
+    let foreign_token = other.csrf().await;
+    let suffix_origin = format!("{}.evil.example", demo.https);
+    let cases: Vec<(Vec<(&str, String)>, Vec<(&str, &str)>)> = vec![
+        (vec![], vec![]),
+        (vec![("csrf_token", "garbage".into())], vec![]),
+        (vec![("csrf_token", foreign_token.clone())], vec![]),
+        (
+            vec![("csrf_token", token.clone())],
+            vec![("sec-fetch-site", "cross-site")],
+        ),
+        (
+            vec![("csrf_token", token.clone())],
+            vec![("origin", "https://evil.example")],
+        ),
+        (
+            vec![("csrf_token", token.clone())],
+            vec![("origin", "null")],
+        ),
+        (
+            vec![("csrf_token", token.clone())],
+            vec![("origin", suffix_origin.as_str())],
+        ),
+    ];
+    for (fields, headers) in cases {
+        let mut form: Vec<(&str, String)> = vec![("background_color", "#ff0000".into())];
+        form.extend(fields.clone());
+        let mut request = victim
+            .client
+            .post(format!("{}/preferences", demo.https))
+            .form(&form);
+        for (k, v) in &headers {
+            request = request.header(*k, *v);
+        }
+        let response = victim.send(request).await;
+        assert_eq!(
+            response.status(),
+            403,
+            "fields {fields:?} headers {headers:?}"
+        );
+        assert!(response.headers().get("set-cookie").is_none());
+    }
+    // Token only in the query string: refused before anything runs.
+    let request = victim
+        .client
+        .post(format!("{}/preferences?csrf_token={token}", demo.https))
+        .form(&[("background_color", "#ff0000")]);
+    assert_eq!(victim.send(request).await.status(), 400);
+    // A cross-site logout cannot end the session either.
+    let request = victim
+        .client
+        .post(format!("{}/logout", demo.https))
+        .header("sec-fetch-site", "cross-site")
+        .form(&[("csrf_token", &token)]);
+    assert_eq!(victim.send(request).await.status(), 403);
+    let prefs: serde_json::Value = victim.get("/api/preferences").await.json().await.unwrap();
+    assert_eq!(prefs["background_color"], "#ffffff");
+    assert_eq!(victim.signed_in_as().await.as_deref(), Some(name.as_str()));
+    // The pre-login token dies at login.
+    let mut fresh = Browser::new(&demo.https);
+    let pre_login = fresh.csrf().await;
+    fresh.login(&name, "correct horse battery").await;
+    let request = fresh
+        .client
+        .post(format!("{}/preferences", demo.https))
+        .form(&[("background_color", "#00ff00"), ("csrf_token", &pre_login)]);
+    assert_eq!(fresh.send(request).await.status(), 403);
+}
+
+#[tokio::test]
+async fn secrets_in_urls_oversized_headers_and_bodies_are_refused() {
+    let demo = Demo::start(&[]);
+    let mut browser = Browser::new(&demo.https);
+    for query in [
+        "password=x",
+        "csrf_token=x",
+        "token=x",
+        "session=x",
+        "a=1&Password=x",
+    ] {
+        assert_eq!(
+            browser.get(&format!("/?{query}")).await.status(),
+            400,
+            "{query}"
+        );
+    }
+    assert_eq!(browser.get("/?theme=dark").await.status(), 200);
+    let big = "a".repeat(17 * 1024);
+    let response = browser
+        .client
+        .get(format!("{}/", demo.https))
+        .header("x-big", &big)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 431);
+    let response = browser
+        .client
+        .get(format!("{}/", demo.https))
+        .header("cookie", format!("{SESSION}={}", "A".repeat(64 * 1024)))
+        .send()
+        .await;
+    if let Ok(response) = response {
+        assert_eq!(response.status(), 431);
+    }
+    let token = browser.csrf().await;
+    let body = format!(
+        "background_color=%23000000&csrf_token={token}&pad={}",
+        "x".repeat(70 * 1024)
+    );
+    let request = browser
+        .client
+        .post(format!("{}/preferences", demo.https))
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body(body);
+    assert_eq!(browser.send(request).await.status(), 413);
+}
+
+#[tokio::test]
+async fn bearer_tokens_for_api_clients() {
+    let demo = Demo::start(&[]);
+    let mut browser = Browser::new(&demo.https);
+    let name = unique("frank");
+    browser.register(&name, "correct horse battery").await;
+    let token = browser.csrf().await;
+    let request = browser
+        .client
+        .post(format!("{}/api/tokens", demo.https))
+        .header("x-csrf-token", token);
+    let response = browser.send(request).await;
+    assert_eq!(response.status(), 201);
+    let body: serde_json::Value = response.json().await.unwrap();
+    let bearer = body["token"].as_str().unwrap().to_owned();
+    let api = reqwest::Client::builder()
+        .danger_accept_invalid_certs(true)
+        .build()
+        .unwrap();
+    let me = api
+        .get(format!("{}/api/me", demo.https))
+        .bearer_auth(&bearer)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(me.status(), 200);
+    assert!(me.headers().get("set-cookie").is_none());
+    let revoke = api
+        .delete(format!("{}/api/tokens/current", demo.https))
+        .bearer_auth(&bearer)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(revoke.status(), 200);
+    let me = api
+        .get(format!("{}/api/me", demo.https))
+        .bearer_auth(&bearer)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(me.status(), 401);
+    let anonymous = Browser::new(&demo.https)
+        .send(api.post(format!("{}/api/tokens", demo.https)))
+        .await;
+    assert!(anonymous.status() == 401 || anonymous.status() == 403);
+}
+
+#[tokio::test]
+async fn sessions_page_revoke_and_password_change() {
+    let demo = Demo::start(&[]);
+    let name = unique("grace");
+    let mut laptop = Browser::new(&demo.https);
+    laptop.register(&name, "correct horse battery").await;
+    let mut phone = Browser::new(&demo.https);
+    phone.login(&name, "correct horse battery").await;
+    let mut tablet = Browser::new(&demo.https);
+    tablet.login(&name, "correct horse battery").await;
+    let page = laptop.text("/sessions").await;
+    let handles: Vec<String> = page
+        .split("name=\"session\" value=\"")
+        .skip(1)
+        .map(|rest| rest.split('"').next().unwrap().to_owned())
+        .collect();
+    assert_eq!(handles.len(), 3);
+    assert!(
+        page.contains("keycard-contract-test/1.0"),
+        "the User-Agent verbatim"
+    );
+    let session_id = laptop.cookies[SESSION].clone();
+    assert!(handles
+        .iter()
+        .all(|h| !session_id.contains(h.as_str()) && !h.contains(&session_id)));
+    // Revoke the phone: find its handle as the one the phone's page marks current.
+    let phone_page = phone.text("/sessions").await;
+    let phone_row = phone_page
+        .split("<tr")
+        .find(|row| row.contains("this device"))
+        .unwrap();
+    let phone_handle = phone_row
+        .split("name=\"session\" value=\"")
+        .nth(1)
+        .unwrap()
+        .split('"')
+        .next()
+        .unwrap();
+    let revoked = laptop
+        .post("/sessions/revoke", &[("session", phone_handle)])
+        .await;
+    assert_eq!(revoked.status(), 303);
+    assert_eq!(phone.signed_in_as().await, None);
+    assert_eq!(laptop.signed_in_as().await.as_deref(), Some(name.as_str()));
+    // Password change needs a fresh login and ends every other session.
+    let changed = laptop
+        .post(
+            "/password",
+            &[
+                ("current_password", "correct horse battery"),
+                ("new_password", "even better horse"),
+            ],
+        )
+        .await;
+    assert_eq!(changed.status(), 303);
+    assert_eq!(tablet.signed_in_as().await, None);
+    assert_eq!(laptop.signed_in_as().await.as_deref(), Some(name.as_str()));
+    assert_eq!(
+        Browser::new(&demo.https)
+            .login(&name, "even better horse")
+            .await
+            .status(),
+        303
+    );
+    let others = laptop.post("/sessions/revoke-others", &[]).await;
+    assert_eq!(others.status(), 303);
+}
+
+#[tokio::test]
+async fn remember_me_and_reauthentication() {
+    let demo = Demo::start(&["--idle-timeout", "2s"]);
+    let name = unique("heidi");
+    Browser::new(&demo.https)
+        .register(&name, "correct horse battery")
+        .await;
+    let mut browser = Browser::new(&demo.https);
+    browser
+        .post(
+            "/login",
+            &[
+                ("username", &name),
+                ("password", "correct horse battery"),
+                ("remember", "on"),
+            ],
+        )
+        .await;
+    let first = browser.cookies[REMEMBER].clone();
+    tokio::time::sleep(Duration::from_millis(2_500)).await;
+    assert_eq!(
+        browser.signed_in_as().await.as_deref(),
+        Some(name.as_str()),
+        "restored from remember-me"
+    );
+    assert_ne!(browser.cookies[REMEMBER], first, "rotated on use");
+    // Restored logins are not fresh: a password change asks for the password.
+    let change = browser
+        .post(
+            "/password",
+            &[
+                ("current_password", "correct horse battery"),
+                ("new_password", "whatever horse"),
+            ],
+        )
+        .await;
+    assert_eq!(change.status(), 303);
+    let location = change.headers()["location"].to_str().unwrap().to_owned();
+    assert!(location.starts_with("/reauth?next="), "{location}");
+    let reauth = browser
+        .post(
+            "/reauth",
+            &[("password", "correct horse battery"), ("next", "/account")],
+        )
+        .await;
+    assert_eq!(reauth.status(), 303);
+    assert_eq!(reauth.headers()["location"], "/account");
+    let change = browser
+        .post(
+            "/password",
+            &[
+                ("current_password", "correct horse battery"),
+                ("new_password", "whatever horse"),
+            ],
+        )
+        .await;
+    assert_eq!(change.status(), 303);
+    assert_eq!(change.headers()["location"], "/account?m=password");
+}
+
+#[tokio::test]
+async fn idle_timeout_flag_is_enforced() {
+    let demo = Demo::start(&["--idle-timeout", "1s"]);
+    let mut browser = Browser::new(&demo.https);
+    let name = unique("ivan");
+    browser.register(&name, "correct horse battery").await;
+    assert!(browser.signed_in_as().await.is_some());
+    tokio::time::sleep(Duration::from_millis(1_500)).await;
+    assert_eq!(browser.signed_in_as().await, None);
+}
+
+#[tokio::test]
+async fn healthz_answers() {
+    let demo = Demo::start(&["--store", "memory"]);
+    let response = Browser::new(&demo.https).get("/healthz").await;
+    assert_eq!(response.status(), 200);
+}
+
+#[test]
+fn bad_flags_exit_non_zero_naming_the_flag() {
+    for (args, flag) in [
+        (vec!["--idle-timeout", "soon"], "--idle-timeout"),
+        (vec!["--bind-ip", "sometimes"], "--bind-ip"),
+        (vec!["--store", "mongodb://x"], "--store"),
+        (vec!["--https", "not-an-address"], "--https"),
+        (vec!["--trusted-proxy", "10.0.0.0/99"], "--trusted-proxy"),
+        (vec!["--no-such-flag"], "--no-such-flag"),
+    ] {
+        let output = std::process::Command::new(env!("CARGO_BIN_EXE_keycard-demo"))
+            .args(&args)
+            .output()
+            .unwrap();
+        assert!(!output.status.success(), "{args:?}");
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert!(stderr.contains(flag), "{args:?}: {stderr}");
+    }
+    let output = std::process::Command::new(env!("CARGO_BIN_EXE_keycard-demo"))
+        .arg("--help")
+        .output()
+        .unwrap();
+    let help = String::from_utf8_lossy(&output.stdout);
+    for flag in [
+        "--https",
+        "--http",
+        "--data-dir",
+        "--store",
+        "--idle-timeout",
+        "--absolute-timeout",
+        "--bind-ip",
+        "--trusted-proxy",
+        "--tls-cert",
+        "--tls-key",
+        "--keys",
+        "--users",
+    ] {
+        assert!(help.contains(flag), "--help lacks {flag}");
+    }
+}
+
+#[tokio::test]
+async fn two_processes_share_sessions_and_accounts() {
+    let dir = common::temp_dir("shared");
+    let a = Demo::start_in(&dir, &[]);
+    let b = Demo::start_in(&dir, &[]);
+    let name = unique("judy");
+    let mut browser = Browser::new(&a.https);
+    browser.register(&name, "correct horse battery").await;
+    let mut via_b = browser.clone();
+    via_b.base = b.https.clone();
+    assert_eq!(via_b.signed_in_as().await.as_deref(), Some(name.as_str()));
+    via_b.post("/logout", &[]).await;
+    browser.cookies = {
+        let mut c = browser.cookies.clone();
+        c.retain(|k, _| k == SESSION);
+        c
+    };
+    assert_eq!(
+        browser.signed_in_as().await,
+        None,
+        "a logout through one ends it on both"
+    );
+    drop((a, b));
+    let _ = std::fs::remove_dir_all(dir);
+}
+
+#[tokio::test]
+async fn cookie_store_mode_works_and_logout_is_final() {
+    let demo = Demo::start(&["--store", "cookie"]);
+    let mut browser = Browser::new(&demo.https);
+    let name = unique("ken");
+    browser.register(&name, "correct horse battery").await;
+    let cookie = browser.cookies[SESSION].clone();
+    assert!(
+        cookie.len() > 100,
+        "the whole session is sealed into the cookie"
+    );
+    assert_eq!(browser.signed_in_as().await.as_deref(), Some(name.as_str()));
+    browser.post("/preferences", &[("theme", "dark")]).await;
+    assert!(browser.text("/").await.contains("theme-dark"));
+    let before_logout = browser.cookies.clone();
+    browser.post("/logout", &[]).await;
+    let mut replay = Browser::new(&demo.https);
+    replay.cookies = before_logout;
+    assert_eq!(
+        replay.signed_in_as().await,
+        None,
+        "a logged-out cookie cannot be replayed"
+    );
+    let mut tampered = Browser::new(&demo.https);
+    let mut bytes = cookie.into_bytes();
+    let middle = bytes.len() / 2;
+    bytes[middle] = if bytes[middle] == b'A' { b'B' } else { b'A' };
+    tampered
+        .cookies
+        .insert(SESSION.into(), String::from_utf8(bytes).unwrap());
+    let response = tampered.get("/").await;
+    assert_eq!(response.status(), 200);
+    assert_eq!(tampered.signed_in_as().await, None);
+}
+
+#[tokio::test]
+async fn a_store_outage_is_503_without_cookies_and_recovers() {
+    let Some(redis) = common_redis::PrivateRedis::start() else {
+        return;
+    };
+    let url = redis.url();
+    let demo = Demo::start(&["--store", &url]);
+    let mut browser = Browser::new(&demo.https);
+    let name = unique("lena");
+    browser.register(&name, "correct horse battery").await;
+    assert_eq!(browser.signed_in_as().await.as_deref(), Some(name.as_str()));
+    redis.freeze();
+    for path in ["/", "/account", "/api/me", "/api/preferences", "/healthz"] {
+        let started = Instant::now();
+        let response = browser.get(path).await;
+        assert_eq!(response.status(), 503, "{path}");
+        assert!(response.headers().get("set-cookie").is_none(), "{path}");
+        assert!(
+            started.elapsed() < Duration::from_secs(3),
+            "{path} took {:?}",
+            started.elapsed()
+        );
+    }
+    redis.thaw();
+    assert_eq!(
+        browser.signed_in_as().await.as_deref(),
+        Some(name.as_str()),
+        "the same cookie works again"
+    );
+}
+
+mod common_redis {
+    use std::process::{Child, Command, Stdio};
+
+    /// A private redis-server on a free port, frozen and thawed with signals
+    /// (a frozen server accepts nothing: the clearest outage).
+    pub struct PrivateRedis {
+        child: Child,
+        port: u16,
+    }
+
+    impl PrivateRedis {
+        pub fn start() -> Option<Self> {
+            if Command::new("redis-server")
+                .arg("--version")
+                .output()
+                .is_err()
+            {
+                super::common::skip("redis-server is not installed; the outage test did not run");
+                return None;
+            }
+            let port = std::net::TcpListener::bind("127.0.0.1:0")
+                .ok()?
+                .local_addr()
+                .ok()?
+                .port();
+            let child = Command::new("redis-server")
+                .args([
+                    "--port",
+                    &port.to_string(),
+                    "--bind",
+                    "127.0.0.1",
+                    "--save",
+                    "",
+                    "--appendonly",
+                    "no",
+                ])
+                .stdout(Stdio::null())
+                .spawn()
+                .ok()?;
+            let ready = super::common::wait_until(std::time::Duration::from_secs(10), || {
+                std::net::TcpStream::connect(("127.0.0.1", port)).is_ok()
+            });
+            assert!(ready, "private redis did not start");
+            Some(PrivateRedis { child, port })
+        }
+
+        pub fn url(&self) -> String {
+            format!("redis://127.0.0.1:{}", self.port)
+        }
+
+        fn signal(&self, signal: &str) {
+            let _ = Command::new("kill")
+                .args([signal, &self.child.id().to_string()])
+                .status();
+        }
+
+        pub fn freeze(&self) {
+            self.signal("-STOP");
+        }
+
+        pub fn thaw(&self) {
+            self.signal("-CONT");
+        }
+    }
+
+    impl Drop for PrivateRedis {
+        fn drop(&mut self) {
+            self.thaw();
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+    }
+}
