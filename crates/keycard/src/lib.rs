@@ -30,6 +30,7 @@ pub mod client;
 pub mod codec;
 mod config;
 pub mod cookie_header;
+pub mod cookie_payload;
 pub mod csrf;
 mod error;
 #[cfg(feature = "axum")]

@@ -116,8 +116,6 @@ pub(crate) struct Committed {
     pub authenticated: bool,
 }
 
-const COOKIE_FORMAT_VERSION: u8 = 1;
-
 impl Session {
     pub(crate) fn new(ctx: Arc<Context>, presented: Presented, client: ClientDetails) -> Self {
         Session {
@@ -758,21 +756,11 @@ pub(crate) async fn timed_create<T>(
 }
 
 fn encode_cookie_payload(id: &SessionId, record: &Record) -> Vec<u8> {
-    let mut out = Vec::with_capacity(128);
-    out.push(COOKIE_FORMAT_VERSION);
-    out.extend_from_slice(id.as_bytes());
-    out.extend_from_slice(&record.encode());
-    out
+    crate::cookie_payload::encode(id, record)
 }
 
 fn decode_cookie_payload(payload: &[u8]) -> Option<(SessionId, Record)> {
-    let (&version, rest) = payload.split_first()?;
-    if version != COOKIE_FORMAT_VERSION || rest.len() < crate::id::ID_BYTES {
-        return None;
-    }
-    let (id, record) = rest.split_at(crate::id::ID_BYTES);
-    let id = SessionId::from_bytes(id.try_into().ok()?);
-    Some((id, Record::decode(record).ok()?))
+    crate::cookie_payload::decode(payload).ok()
 }
 
 /// The deny-list entry that marks a client-side session as ended.

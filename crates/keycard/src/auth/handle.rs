@@ -178,11 +178,17 @@ impl<B: AuthBackend> Auth<B> {
         &self,
         credentials: B::Credentials,
     ) -> Result<Option<B::User>, AuthError> {
-        self.inner
+        let user = self
+            .inner
             .backend
             .authenticate(credentials)
             .await
-            .map_err(|e| AuthError::Backend(Box::new(e)))
+            .map_err(|e| AuthError::Backend(Box::new(e)))?;
+        if user.is_none() {
+            // Neither the name tried nor the password: one may be the other, mistyped.
+            tracing::warn!(target: "keycard::security", event = "login_failed", ip = ?self.inner.session.client().ip, "login failed");
+        }
+        Ok(user)
     }
 
     /// Logs `user` in: a new session ID (the pre-login one dies: fixation),
