@@ -2,7 +2,7 @@
 //! keycard `AuthBackend` over it.
 
 use async_trait::async_trait;
-use keycard::auth::{hash_password, verify_dummy, verify_password, AuthBackend, AuthUser};
+use keycard::auth::{AuthBackend, AuthUser, PasswordWorkers};
 use std::path::Path;
 use std::sync::{Arc, Mutex};
 
@@ -51,6 +51,9 @@ enum Db {
 #[derive(Clone)]
 pub struct Users {
     db: Db,
+    /// Password hashing runs on one thread per core, so a login flood queues
+    /// instead of growing memory and starving every other request.
+    passwords: PasswordWorkers,
 }
 
 const SQLITE_SCHEMA: &str = "
@@ -101,6 +104,7 @@ impl Users {
                 .map_err(db_error)??;
             return Ok(Users {
                 db: Db::Sqlite(Arc::new(Mutex::new(connection))),
+                passwords: PasswordWorkers::per_core(),
             });
         }
         let config: tokio_postgres::Config = url.parse().map_err(db_error)?;
@@ -119,6 +123,7 @@ impl Users {
             .map_err(db_error)?;
         Ok(Users {
             db: Db::Postgres(pool),
+            passwords: PasswordWorkers::per_core(),
         })
     }
 
@@ -186,10 +191,10 @@ impl Users {
 
     /// Creates an account.
     pub async fn create(&self, username: &str, password: &str) -> Result<User, UsersError> {
-        let password = password.to_owned();
-        let password_hash = tokio::task::spawn_blocking(move || hash_password(&password))
+        let password_hash = self
+            .passwords
+            .hash(&password)
             .await
-            .map_err(db_error)?
             .map_err(|_| UsersError::Hash)?;
         let id_bytes: [u8; 16] = keycard::random_bytes().map_err(|_| UsersError::Hash)?;
         let id: String = id_bytes.iter().map(|b| format!("{b:02x}")).collect();
@@ -238,10 +243,10 @@ impl Users {
 
     /// Sets a new password; returns the updated user.
     pub async fn set_password(&self, user: &User, password: &str) -> Result<User, UsersError> {
-        let password = password.to_owned();
-        let password_hash = tokio::task::spawn_blocking(move || hash_password(&password))
+        let password_hash = self
+            .passwords
+            .hash(&password)
             .await
-            .map_err(db_error)?
             .map_err(|_| UsersError::Hash)?;
         let (id, hash) = (user.id.clone(), password_hash.clone());
         match &self.db {
@@ -277,17 +282,9 @@ impl Users {
     /// the user exists.
     pub async fn check(&self, username: &str, password: &str) -> Result<Option<User>, UsersError> {
         let user = self.by_name(username).await?;
-        let password = password.to_owned();
-        tokio::task::spawn_blocking(move || match user {
-            Some(user) if verify_password(&password, &user.password_hash) => Some(user),
-            Some(_) => None,
-            None => {
-                verify_dummy(&password);
-                None
-            }
-        })
-        .await
-        .map_err(db_error)
+        let hash = user.as_ref().map(|u| u.password_hash.clone());
+        let matches = self.passwords.verify(&password, hash).await;
+        Ok(user.filter(|_| matches))
     }
 }
 

@@ -30,7 +30,7 @@ pub use extract::{
 pub use handle::{Auth, AuthError, LoginInfo, SessionEntry};
 pub use layer::{AuthConfig, AuthLayer, AuthService};
 pub use next::{encode_next, safe_next};
-pub use password::{hash_password, verify_dummy, verify_password, PasswordError};
+pub use password::{hash_password, verify_dummy, verify_password, PasswordError, PasswordWorkers};
 pub use throttle::{LoginThrottle, Throttled};
 
 use async_trait::async_trait;
