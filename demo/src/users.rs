@@ -193,7 +193,7 @@ impl Users {
     pub async fn create(&self, username: &str, password: &str) -> Result<User, UsersError> {
         let password_hash = self
             .passwords
-            .hash(&password)
+            .hash(password)
             .await
             .map_err(|_| UsersError::Hash)?;
         let id_bytes: [u8; 16] = keycard::random_bytes().map_err(|_| UsersError::Hash)?;
@@ -245,7 +245,7 @@ impl Users {
     pub async fn set_password(&self, user: &User, password: &str) -> Result<User, UsersError> {
         let password_hash = self
             .passwords
-            .hash(&password)
+            .hash(password)
             .await
             .map_err(|_| UsersError::Hash)?;
         let (id, hash) = (user.id.clone(), password_hash.clone());
@@ -283,7 +283,7 @@ impl Users {
     pub async fn check(&self, username: &str, password: &str) -> Result<Option<User>, UsersError> {
         let user = self.by_name(username).await?;
         let hash = user.as_ref().map(|u| u.password_hash.clone());
-        let matches = self.passwords.verify(&password, hash).await;
+        let matches = self.passwords.verify(password, hash).await;
         Ok(user.filter(|_| matches))
     }
 }

@@ -285,7 +285,9 @@ async fn csrf_failures_are_403_change_nothing_and_set_no_cookie() {
     let mut other = Browser::new(&demo.https);
     let foreign_token = other.csrf().await;
     let suffix_origin = format!("{}.evil.example", demo.https);
-    let cases: Vec<(Vec<(&str, String)>, Vec<(&str, &str)>)> = vec![
+    // (extra form fields, extra headers)
+    type Case<'a> = (Vec<(&'a str, String)>, Vec<(&'a str, &'a str)>);
+    let cases: Vec<Case> = vec![
         (vec![], vec![]),
         (vec![("csrf_token", "garbage".into())], vec![]),
         (vec![("csrf_token", foreign_token.clone())], vec![]),

@@ -451,7 +451,7 @@ impl SessionStore for RedisStore {
             return Ok(Vec::new());
         }
         let mut keys = self.scan_sessions().await?;
-        keys.retain(|key| after.map_or(true, |after| key > after));
+        keys.retain(|key| after.is_none_or(|after| key > after));
         let now = now_millis();
         let mut page = Vec::with_capacity(limit.min(keys.len()));
         // Load in key order until the page is full: a session that expires

@@ -187,6 +187,7 @@ async fn change_password(
     StatusCode::NO_CONTENT.into_response()
 }
 
+#[derive(Default)]
 pub struct Options {
     pub config: SessionConfig,
     pub auth: AuthConfig,
@@ -194,16 +195,6 @@ pub struct Options {
     pub resolver: keycard::ClientAddrResolver,
 }
 
-impl Default for Options {
-    fn default() -> Self {
-        Options {
-            config: SessionConfig::default(),
-            auth: AuthConfig::default(),
-            binding: Binding::default(),
-            resolver: keycard::ClientAddrResolver::default(),
-        }
-    }
-}
 
 pub fn app(store: Arc<dyn SessionStore>, users: Users, options: Options) -> Router {
     let state = TestState {
