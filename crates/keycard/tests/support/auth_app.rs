@@ -193,8 +193,9 @@ pub struct Options {
     pub auth: AuthConfig,
     pub binding: Binding,
     pub resolver: keycard::ClientAddrResolver,
+    /// Client-side sessions sealed by this codec (the store then keeps only revocations).
+    pub cookie_codec: Option<keycard::codec::SealedCodec>,
 }
-
 
 pub fn app(store: Arc<dyn SessionStore>, users: Users, options: Options) -> Router {
     let state = TestState {
@@ -229,8 +230,11 @@ pub fn app(store: Arc<dyn SessionStore>, users: Users, options: Options) -> Rout
         .layer(CsrfLayer::new(CsrfConfig::default().allow_plain_http()))
         .layer(AuthLayer::new(users).with_config(options.auth))
         .layer(
-            SessionLayer::from_arc(store)
-                .with_config(options.config)
+            match options.cookie_codec {
+                Some(codec) => SessionLayer::client_side(codec, store),
+                None => SessionLayer::from_arc(store),
+            }
+            .with_config(options.config)
                 .with_binding(options.binding)
                 .with_client_resolver(options.resolver),
         )
