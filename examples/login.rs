@@ -1,0 +1,159 @@
+//! Login, logout, a protected page and CSRF-protected forms: the Flask-Login
+//! experience with axum and keycard.
+//!
+//! Run: `cargo run -p keycard-examples --example login`, open
+//! <http://localhost:3000> and log in as `alice` / `wonderland`.
+
+use async_trait::async_trait;
+use axum::response::{Html, IntoResponse, Redirect, Response};
+use axum::routing::get;
+use axum::{Form, Router};
+use keycard::auth::{
+    safe_next, Auth, AuthBackend, AuthLayer, AuthUser, CurrentUser, MaybeUser, PasswordWorkers,
+};
+use keycard::csrf::{CsrfConfig, CsrfLayer, CsrfToken};
+use keycard::{MemoryStore, SessionLayer};
+use serde::Deserialize;
+use std::collections::HashMap;
+use std::sync::Arc;
+
+#[derive(Clone)]
+struct User {
+    name: String,
+    password_hash: String,
+}
+
+impl AuthUser for User {
+    fn id(&self) -> String {
+        self.name.clone()
+    }
+    fn auth_hash(&self) -> Vec<u8> {
+        self.password_hash.clone().into_bytes()
+    }
+}
+
+/// Users in memory; a real application asks its database.
+#[derive(Clone)]
+struct Users {
+    by_name: Arc<HashMap<String, User>>,
+    passwords: PasswordWorkers,
+}
+
+#[derive(Deserialize)]
+struct LoginForm {
+    username: String,
+    password: String,
+    next: Option<String>,
+}
+
+#[derive(Debug, thiserror::Error)]
+#[error("unreachable")]
+struct NoError;
+
+#[async_trait]
+impl AuthBackend for Users {
+    type User = User;
+    type Credentials = LoginForm;
+    type Error = NoError;
+
+    async fn authenticate(&self, form: LoginForm) -> Result<Option<User>, NoError> {
+        let user = self.by_name.get(&form.username).cloned();
+        // Same work for unknown users and wrong passwords.
+        let matches = self
+            .passwords
+            .verify(
+                &form.password,
+                user.as_ref().map(|u| u.password_hash.clone()),
+            )
+            .await;
+        Ok(user.filter(|_| matches))
+    }
+
+    async fn get_user(&self, id: &str) -> Result<Option<User>, NoError> {
+        Ok(self.by_name.get(id).cloned())
+    }
+}
+
+async fn home(MaybeUser(user): MaybeUser<Users>, CsrfToken(token): CsrfToken) -> Html<String> {
+    Html(match user {
+        Some(user) => format!(
+            r#"<p>Signed in as {}. <a href="/private">Private page</a></p>
+<form method="post" action="/logout"><input type="hidden" name="csrf_token" value="{token}"><button>Log out</button></form>"#,
+            user.name
+        ),
+        None => r#"<p>Not signed in. <a href="/login">Log in</a></p>"#.to_owned(),
+    })
+}
+
+async fn login_page(CsrfToken(token): CsrfToken) -> Html<String> {
+    Html(format!(
+        r#"<form method="post"><input type="hidden" name="csrf_token" value="{token}">
+<input name="username" placeholder="alice"> <input name="password" type="password" placeholder="wonderland">
+<input type="hidden" name="next" value="/private"><button>Log in</button></form>"#
+    ))
+}
+
+async fn login(
+    auth: Auth<Users>,
+    Form(form): Form<LoginForm>,
+) -> Result<Response, keycard::auth::AuthError> {
+    let next = form
+        .next
+        .as_deref()
+        .and_then(safe_next)
+        .unwrap_or("/")
+        .to_owned();
+    match auth.authenticate(form).await? {
+        Some(user) => {
+            auth.login(&user, false).await?; // rotates the session ID
+            Ok(Redirect::to(&next).into_response())
+        }
+        None => Ok((
+            axum::http::StatusCode::UNAUTHORIZED,
+            "Invalid username or password.",
+        )
+            .into_response()),
+    }
+}
+
+async fn logout(auth: Auth<Users>) -> Result<Redirect, keycard::auth::AuthError> {
+    auth.logout().await?;
+    Ok(Redirect::to("/"))
+}
+
+async fn private(CurrentUser(user): CurrentUser<Users>) -> String {
+    // Anonymous visitors never get here: they are sent to /login?next=%2Fprivate.
+    format!("Hello {}, this page needs a login.", user.name)
+}
+
+#[tokio::main]
+async fn main() -> std::io::Result<()> {
+    let passwords = PasswordWorkers::per_core();
+    let alice = User {
+        name: "alice".into(),
+        password_hash: passwords
+            .hash("wonderland")
+            .await
+            .map_err(std::io::Error::other)?,
+    };
+    let users = Users {
+        by_name: Arc::new(HashMap::from([("alice".to_owned(), alice)])),
+        passwords,
+    };
+    let app = Router::new()
+        .route("/", get(home))
+        .route("/login", get(login_page).post(login))
+        .route("/logout", axum::routing::post(logout))
+        .route("/private", get(private))
+        // Inner to outer: CSRF checks need the session, auth needs the session.
+        .layer(CsrfLayer::new(CsrfConfig::default().allow_plain_http()))
+        .layer(AuthLayer::new(users))
+        .layer(SessionLayer::new(MemoryStore::new()));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:3000").await?;
+    println!("listening on http://localhost:3000");
+    axum::serve(
+        listener,
+        app.into_make_service_with_connect_info::<std::net::SocketAddr>(),
+    )
+    .await
+}
