@@ -150,6 +150,18 @@ async fn login(State(state): State<TestState>, auth: A, Form(form): Form<LoginFo
     }
 }
 
+/// Credentials checked without throttling, to measure the check itself.
+async fn check_credentials(auth: A, Form(form): Form<LoginForm>) -> Response {
+    let credentials = Credentials {
+        name: form.username,
+        password: form.password,
+    };
+    match auth.authenticate(credentials).await.unwrap() {
+        Some(_) => StatusCode::NO_CONTENT.into_response(),
+        None => (StatusCode::UNAUTHORIZED, "Invalid username or password.").into_response(),
+    }
+}
+
 #[derive(Deserialize)]
 struct PasswordForm {
     password: String,
@@ -215,6 +227,7 @@ pub fn app(store: Arc<dyn SessionStore>, users: Users, options: Options) -> Rout
         .route("/fresh", get(|FreshUser(user): FreshUser<Users>| async move { format!("fresh {}", user.name) }))
         .route("/csrf", get(|CsrfToken(token): CsrfToken| async move { token }))
         .route("/login", post(login))
+        .route("/authenticate", post(check_credentials))
         .route("/logout", post(|auth: A| async move { auth.logout().await.unwrap(); StatusCode::SEE_OTHER }))
         .route("/reauth", post(reauth))
         .route("/password", post(change_password))
