@@ -27,7 +27,8 @@ pub struct Args {
 
     /// Session store: sqlite:PATH (default: DATA_DIR/sessions.db), memory,
     /// redis://HOST:PORT, redis+cluster://H:P,H:P, postgres://..., or cookie
-    /// (sealed client-side sessions; revocations kept in DATA_DIR/sessions.db).
+    /// (sealed client-side sessions; revocations kept in the --users database,
+    /// so processes sharing accounts share them).
     #[arg(long, env = "KEYCARD_STORE", value_parser = parse_store)]
     pub store: Option<String>,
 

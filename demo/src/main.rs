@@ -49,9 +49,6 @@ async fn run(args: cli::Args) -> Result<(), String> {
         .unwrap_or_else(|| args.data_dir.join("keys"));
     let keys = stores::key_ring(&keys_path)?;
     let store_timeout = Duration::from_secs(1);
-    let opened = stores::open(args.store.as_deref(), &args.data_dir, &keys, store_timeout)
-        .await
-        .map_err(|e| format!("--store: {e}"))?;
     let users_url = args
         .users
         .clone()
@@ -59,6 +56,15 @@ async fn run(args: cli::Args) -> Result<(), String> {
     let users = users::Users::open(&users_url)
         .await
         .map_err(|e| format!("--users {}: {e}", stores::redact(&users_url)))?;
+    let opened = stores::open(
+        args.store.as_deref(),
+        &args.data_dir,
+        &keys,
+        store_timeout,
+        &users_url,
+    )
+    .await
+    .map_err(|e| format!("--store: {e}"))?;
 
     let identity = match (&args.tls_cert, &args.tls_key) {
         (Some(cert), Some(key)) => TlsIdentity::from_pem_files(cert, key)

@@ -24,11 +24,17 @@ async fn open_sqlite(path: &Path) -> Result<Arc<dyn SessionStore>, String> {
 }
 
 /// Opens `url` (see `--store`); `keys` seals cookie-mode sessions.
+///
+/// In cookie mode the revocation deny-list, remember-me series and login
+/// throttles live in the accounts database (`users_url`): every process that
+/// shares accounts then shares revocations too, so a logout through one
+/// process holds in all of them.
 pub async fn open(
     url: Option<&str>,
     data_dir: &Path,
     keys: &KeyRing,
     store_timeout: Duration,
+    users_url: &str,
 ) -> Result<OpenedStore, String> {
     let default_sqlite = data_dir.join("sessions.db");
     let url = url.unwrap_or("");
@@ -37,7 +43,22 @@ pub async fn open(
     } else if url == "memory" {
         Arc::new(keycard::MemoryStore::new())
     } else if url == "cookie" {
-        let revocations = open_sqlite(&default_sqlite).await?;
+        let revocations: Arc<dyn SessionStore> = match users_url
+            .strip_prefix("sqlite://")
+            .or_else(|| users_url.strip_prefix("sqlite:"))
+        {
+            Some(path) => open_sqlite(Path::new(path)).await?,
+            None => Arc::new(
+                keycard_postgres::PostgresStore::connect(users_url)
+                    .await
+                    .map_err(|e| {
+                        format!(
+                            "cannot open the revocation store in {}: {e}",
+                            redact(users_url)
+                        )
+                    })?,
+            ),
+        };
         let codec = SealedCodec::new(keys, "session");
         return Ok(OpenedStore {
             layer: SessionLayer::client_side(codec, revocations.clone()),

@@ -698,6 +698,74 @@ async fn cookie_store_mode_works_and_logout_is_final() {
 }
 
 #[tokio::test]
+async fn cookie_mode_processes_sharing_accounts_share_revocations() {
+    let users = common::temp_dir("shared-users");
+    let users_url = format!("sqlite:{}", users.join("users.db").display());
+    let keys = users.join("keys");
+    let keys = keys.to_str().unwrap();
+    let a = Demo::start(&["--store", "cookie", "--users", &users_url, "--keys", keys]);
+    let b = Demo::start(&["--store", "cookie", "--users", &users_url, "--keys", keys]);
+    let name = unique("mallory");
+    let mut browser = Browser::new(&a.https);
+    browser.register(&name, "correct horse battery").await;
+    let cookies = browser.cookies.clone();
+    let mut via_b = Browser::new(&b.https);
+    via_b.cookies = cookies.clone();
+    assert_eq!(
+        via_b.signed_in_as().await.as_deref(),
+        Some(name.as_str()),
+        "same keys: the cookie opens on both"
+    );
+    browser.post("/logout", &[]).await;
+    let mut replay = Browser::new(&b.https);
+    replay.cookies = cookies;
+    assert_eq!(
+        replay.signed_in_as().await,
+        None,
+        "a logout through one holds on the other"
+    );
+    drop((a, b));
+    let _ = std::fs::remove_dir_all(users);
+}
+
+#[test]
+fn sigterm_shuts_down_gracefully() {
+    let dir = common::temp_dir("sigterm");
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_keycard-demo"))
+        .args([
+            "--https",
+            "127.0.0.1:0",
+            "--http",
+            "127.0.0.1:0",
+            "--data-dir",
+        ])
+        .arg(&dir)
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    std::io::BufRead::read_line(
+        &mut std::io::BufReader::new(child.stdout.take().unwrap()),
+        &mut line,
+    )
+    .unwrap();
+    assert!(line.contains("https://127.0.0.1:"), "{line}");
+    std::process::Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
+    let exited = common::wait_until(Duration::from_secs(10), || {
+        child.try_wait().ok().flatten().is_some()
+    });
+    assert!(exited, "the demo did not stop on SIGTERM");
+    assert!(
+        child.wait().unwrap().success(),
+        "a graceful shutdown exits 0"
+    );
+    let _ = std::fs::remove_dir_all(dir);
+}
+
+#[tokio::test]
 async fn a_store_outage_is_503_without_cookies_and_recovers() {
     let Some(redis) = common_redis::PrivateRedis::start() else {
         return;
