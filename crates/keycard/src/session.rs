@@ -306,15 +306,7 @@ impl Session {
         let mut state = self.loaded().await?;
         let state = &mut *state;
         if state.record.is_none() {
-            let now = now_millis();
-            let mut record = Record::new(
-                now,
-                self.inner.ctx.config.idle_ms(),
-                self.inner.ctx.config.absolute_ms(),
-            );
-            record.ip.clone_from(&self.inner.client.ip);
-            record.user_agent.clone_from(&self.inner.client.user_agent);
-            state.record = Some(record);
+            state.record = Some(self.new_record());
         }
         let change = match auth {
             Some(value) => Change::Set {
@@ -362,18 +354,19 @@ impl Session {
             }
         }
         if state.record.is_none() {
-            let now = now_millis();
-            let mut record = Record::new(
-                now,
-                self.inner.ctx.config.idle_ms(),
-                self.inner.ctx.config.absolute_ms(),
-            );
-            record.ip.clone_from(&self.inner.client.ip);
-            record.user_agent.clone_from(&self.inner.client.user_agent);
-            state.record = Some(record);
+            state.record = Some(self.new_record());
         }
         push_change(state, change);
         Ok(())
+    }
+
+    /// An empty record for a session this request starts.
+    fn new_record(&self) -> Record {
+        let config = &self.inner.ctx.config;
+        let mut record = Record::new(now_millis(), config.idle_ms(), config.absolute_ms());
+        record.ip.clone_from(&self.inner.client.ip);
+        record.user_agent.clone_from(&self.inner.client.user_agent);
+        record
     }
 
     /// Locks the state, loading the session first if this is the first use.
