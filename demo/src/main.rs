@@ -19,7 +19,9 @@ use std::time::Duration;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 
-const MAX_HEADER_BYTES: usize = 16 * 1024;
+/// What the connection layer reads before refusing: above the app's own
+/// 16 KiB limit, so the app answers 431 itself (with HSTS) up to here.
+const MAX_HEADER_BYTES: usize = 64 * 1024;
 
 #[tokio::main]
 async fn main() -> ExitCode {

@@ -86,8 +86,11 @@ pub fn write_private(path: &Path, contents: &[u8]) -> io::Result<()> {
 
 /// Serves `app` on `listener`, over TLS when `tls` is given, until `shutdown`
 /// resolves; then stops accepting and lets open connections finish (at most
-/// 10 seconds). Each request carries `ConnectInfo<SocketAddr>`, and HTTP/1
-/// header blocks are capped at `max_header_bytes` (hyper answers 431 beyond).
+/// 10 seconds). Each request carries `ConnectInfo<SocketAddr>`. Header blocks
+/// up to `max_header_bytes` are read in full (HTTP/1 and HTTP/2), so a
+/// [`HeaderLimitLayer`](super::HeaderLimitLayer) with a smaller limit answers
+/// oversized ones itself, with the app's headers (HSTS); beyond it the
+/// connection layer refuses them.
 pub async fn serve(
     listener: TcpListener,
     tls: Option<TlsAcceptor>,
@@ -119,6 +122,9 @@ pub async fn serve(
             .max_buf_size(max_header_bytes.max(8192))
             .timer(hyper_util::rt::TokioTimer::new())
             .header_read_timeout(Duration::from_secs(10));
+        builder
+            .http2()
+            .max_header_list_size(u32::try_from(max_header_bytes).unwrap_or(u32::MAX));
         let tls = tls.clone();
         let watcher = graceful.watcher();
         tokio::spawn(async move {
