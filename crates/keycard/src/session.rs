@@ -332,6 +332,7 @@ impl Session {
 
     /// Drops every change this request made: nothing is written and no cookie
     /// is set or cleared (a refused request must change nothing).
+    #[cfg(feature = "axum")]
     pub(crate) async fn abandon(&self) {
         self.inner.state.lock().await.abandoned = true;
     }

@@ -103,7 +103,7 @@ pub async fn verify(session: &Session, token: &str) -> Result<bool, SessionError
 /// let token = "AQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQ";
 /// assert!(token_matches(secret, token));
 /// assert!(!token_matches(secret, &token[..43])); // too short
-/// assert!(!token_matches(secret, &token.replacen('A', 'B', 1))); // another secret
+/// assert!(!token_matches(secret, &token.replacen('A', "B", 1))); // another secret
 /// assert!(!token_matches("not a secret", token));
 /// ```
 pub fn token_matches(secret_b64: &str, token: &str) -> bool {

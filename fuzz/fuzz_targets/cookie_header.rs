@@ -1,0 +1,84 @@
+//! `keycard::cookie_header::find_cookie`: the session cookie's value from
+//! the request's `Cookie` headers.
+//!
+//! Input: the first line is the cookie name to look up (`__Host-keycard`
+//! when empty or not UTF-8); every further line is one `Cookie` header.
+//! Checked against a model written from the documented rules: pairs split
+//! on `;`, one leading space dropped, the name compared byte for byte; a
+//! name present twice, a value over 4096 bytes or a non-text header that
+//! mentions the name is ambiguous.
+#![no_main]
+
+use http::{HeaderMap, HeaderValue};
+use keycard::cookie_header::{find_cookie, has_cookie, CookieLookup, MAX_COOKIE_VALUE};
+use keycard_fuzz::{first_line, is_header_text, COOKIE_NAME};
+use libfuzzer_sys::fuzz_target;
+
+#[derive(Debug, PartialEq)]
+enum Expected<'a> {
+    Absent,
+    One(&'a str),
+    Ambiguous,
+}
+
+fn model<'a>(values: &[&'a [u8]], name: &str) -> Expected<'a> {
+    let mut found = Vec::new();
+    let mut ambiguous = false;
+    for value in values {
+        if !is_header_text(value) {
+            let needle = name.as_bytes();
+            if !needle.is_empty() && value.windows(needle.len()).any(|w| w == needle) {
+                ambiguous = true;
+            }
+            continue;
+        }
+        let text = std::str::from_utf8(value).expect("ASCII");
+        for pair in text.split(';') {
+            let pair = pair.strip_prefix(' ').unwrap_or(pair);
+            if name.contains('=') {
+                continue; // a pair's name ends at its first `=`
+            }
+            if let Some(v) = pair.strip_prefix(name).and_then(|r| r.strip_prefix('=')) {
+                found.push(v);
+            }
+        }
+    }
+    match found.as_slice() {
+        _ if ambiguous => Expected::Ambiguous,
+        [] => Expected::Absent,
+        [v] if v.len() <= MAX_COOKIE_VALUE => Expected::One(v.strip_suffix(' ').unwrap_or(v)),
+        _ => Expected::Ambiguous,
+    }
+}
+
+fuzz_target!(|data: &[u8]| {
+    let (name, rest) = first_line(data);
+    let name = match std::str::from_utf8(name) {
+        Ok("") | Err(_) => COOKIE_NAME,
+        Ok(name) => name,
+    };
+    let mut headers = HeaderMap::new();
+    let mut values = Vec::new();
+    for line in rest.split(|b| *b == b'\n') {
+        if let Ok(value) = HeaderValue::from_bytes(line) {
+            headers.append(http::header::COOKIE, value);
+            values.push(line);
+        }
+    }
+    let got = find_cookie(&headers, name);
+    let want = model(&values, name);
+    match (&got, &want) {
+        (CookieLookup::Absent, Expected::Absent)
+        | (CookieLookup::Ambiguous, Expected::Ambiguous) => {}
+        (CookieLookup::One(a), Expected::One(b)) if a == b => {}
+        _ => panic!("find_cookie({name:?}) = {got:?}, model says {want:?}"),
+    }
+    if let CookieLookup::One(value) = got {
+        assert!(!value.contains(';'), "a value holds `;`: {value:?}");
+        assert!(value.len() <= MAX_COOKIE_VALUE);
+    }
+    assert_eq!(
+        has_cookie(&headers, name),
+        !matches!(got, CookieLookup::Absent)
+    );
+});
