@@ -675,7 +675,7 @@ impl Session {
         let id = match (&state.id, state.cycle) {
             (Some(id), false) => {
                 match self.pending_update(state, &record, now) {
-                    Some(update) => record.apply(&update),
+                    Some(update) => record.apply(&without_changes(update)),
                     None if state.reseal => {}
                     None => return Ok(action),
                 }
@@ -687,7 +687,7 @@ impl Session {
                     revoke_cookie_session(config, revocations, old, Some(&record)).await?;
                 }
                 if let Some(update) = self.pending_update(state, &record, now) {
-                    record.apply(&update);
+                    record.apply(&without_changes(update));
                 }
                 if state.id.is_none() && state.restart_clocks {
                     record.created_at = now;
@@ -709,6 +709,16 @@ impl Session {
         }
         state.id = Some(id);
         Ok(CookieAction::Set(value))
+    }
+}
+
+/// The cookie path seals `state.record`, which already holds this request's
+/// changes (see `push_change`): applying them again would count an
+/// `Increment` twice. Only the deadlines and login details remain to apply.
+fn without_changes(update: Update) -> Update {
+    Update {
+        changes: Vec::new(),
+        ..update
     }
 }
 

@@ -36,6 +36,10 @@ fn routes(layer: SessionLayer) -> Router {
             ),
         )
         .route(
+            "/incr",
+            post(|s: Session| async move { s.increment("n", 1).await.map(|n| n.to_string()) }),
+        )
+        .route(
             "/big",
             post(|s: Session| async move { s.insert("big", "x".repeat(5_000)).await }),
         )
@@ -101,6 +105,26 @@ async fn the_record_lives_sealed_in_the_cookie() {
         revocations.is_empty(),
         "no server-side state for a live session"
     );
+}
+
+#[tokio::test]
+async fn increments_count_once_per_request() {
+    let (base, _) = start(SealedCodec::new(&ring(), "session")).await;
+    let mut cookie = new_session(&base).await;
+    for expected in 1..=3 {
+        let response = client()
+            .post(format!("{base}/incr"))
+            .header("cookie", format!("{NAME}={cookie}"))
+            .send()
+            .await
+            .unwrap();
+        cookie = set_cookie(&response, NAME).unwrap();
+        assert_eq!(response.text().await.unwrap(), expected.to_string());
+        assert_eq!(
+            get(&base, "/get/n", &cookie).await.text().await.unwrap(),
+            expected.to_string()
+        );
+    }
 }
 
 #[tokio::test]
