@@ -394,7 +394,16 @@ impl Session {
                 state.stale_cookie = true;
                 return Ok(());
             }
-            (Presented::Cookie(value) | Presented::Bearer(value), Backend::Store(store)) => {
+            // API tokens live server-side whatever the backend: in cookie mode,
+            // in the revocation store.
+            (Presented::Cookie(value), Backend::Store(store))
+            | (Presented::Bearer(value), Backend::Store(store))
+            | (
+                Presented::Bearer(value),
+                Backend::Cookie {
+                    revocations: store, ..
+                },
+            ) => {
                 let Some(id) = SessionId::parse(value) else {
                     tracing::info!(target: "keycard::security", event = "malformed_session_id", "session ID in the wrong format; request treated as anonymous");
                     state.stale_cookie = true;
@@ -437,7 +446,6 @@ impl Session {
                 state.reseal = opened.stale_key;
                 (id, record)
             }
-            (Presented::Bearer(_), Backend::Cookie { .. }) => return Ok(()),
         };
 
         let now = now_millis();
@@ -503,9 +511,15 @@ impl Session {
             return Err(SessionError::Store(error.clone()));
         }
         let ctx = self.inner.ctx.clone();
-        let result = match &ctx.backend {
-            Backend::Store(store) => self.commit_to_store(&mut state, store.as_ref()).await,
-            Backend::Cookie { codec, revocations } => {
+        let result = match (&self.inner.presented, &ctx.backend) {
+            (_, Backend::Store(store))
+            | (
+                Presented::Bearer(_),
+                Backend::Cookie {
+                    revocations: store, ..
+                },
+            ) => self.commit_to_store(&mut state, store.as_ref()).await,
+            (_, Backend::Cookie { codec, revocations }) => {
                 self.commit_to_cookie(&mut state, codec.as_ref(), revocations.as_ref())
                     .await
             }

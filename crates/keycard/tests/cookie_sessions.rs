@@ -351,6 +351,34 @@ async fn logout_everywhere_and_password_changes_reach_client_side_sessions() {
         jar: before,
     };
     assert_eq!(replay.text("/public").await, "anonymous");
+    // API tokens work in cookie mode too (they are records in the revocation store).
+    let csrf = laptop.text("/csrf").await;
+    let request = client()
+        .post(format!("{base}/token"))
+        .header("x-csrf-token", csrf);
+    let token = laptop.send(request).await.text().await.unwrap();
+    let api = client()
+        .get(format!("{base}/api/private"))
+        .bearer_auth(&token)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(api.status(), 200);
+    assert!(api.headers().get("set-cookie").is_none());
+    let revoke = client()
+        .delete(format!("{base}/token"))
+        .bearer_auth(&token)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(revoke.text().await.unwrap(), "true");
+    let api = client()
+        .get(format!("{base}/api/private"))
+        .bearer_auth(&token)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(api.status(), 401);
     let current = laptop.jar.clone();
     laptop.post("/logout", &[]).await;
     let mut replay = Device { base, jar: current };
