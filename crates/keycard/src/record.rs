@@ -221,6 +221,27 @@ pub struct Update {
 }
 
 impl Update {
+    /// Data changes that keep the record alive for `lifetime_ms` from `now`
+    /// (both deadlines), as keycard's own records (remember-me series,
+    /// throttle counters, revocation markers) are kept.
+    ///
+    /// ```
+    /// use keycard::{Change, Update};
+    /// let update = Update::lasting(vec![Change::Clear], 1_000, 60_000);
+    /// assert_eq!((update.idle_deadline, update.absolute_deadline), (61_000, 61_000));
+    /// ```
+    pub fn lasting(changes: Vec<Change>, now: UnixMillis, lifetime_ms: i64) -> Self {
+        let until = now.saturating_add(lifetime_ms);
+        Update {
+            changes,
+            user_id: None,
+            client: None,
+            last_seen: now,
+            idle_deadline: until,
+            absolute_deadline: until,
+        }
+    }
+
     /// The earlier of the two deadlines.
     pub fn expires_at(&self) -> UnixMillis {
         self.idle_deadline.min(self.absolute_deadline)

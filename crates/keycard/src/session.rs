@@ -863,17 +863,14 @@ pub(crate) async fn set_not_before(
     match timed_create(config, revocations.create(&key, &marker)).await {
         Ok(()) => Ok(()),
         Err(CreateError::DuplicateKey) => {
-            let update = Update {
-                changes: vec![Change::Set {
+            let update = Update::lasting(
+                vec![Change::Set {
                     key: "not_before".into(),
                     value: Value::from(at),
                 }],
-                user_id: None,
-                client: None,
-                last_seen: at,
-                idle_deadline: at.saturating_add(lifetime),
-                absolute_deadline: at.saturating_add(lifetime),
-            };
+                at,
+                lifetime,
+            );
             timed(config, revocations.apply(&key, &update))
                 .await
                 .map(|_| ())

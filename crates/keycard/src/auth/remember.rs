@@ -119,8 +119,8 @@ pub(crate) async fn restore(
     if matches("v") {
         let next = crate::random_bytes::<32>()?;
         let ttl = lifetime_ms(lifetime);
-        let update = Update {
-            changes: vec![
+        let update = Update::lasting(
+            vec![
                 Change::Set {
                     key: "v".into(),
                     value: Value::from(digest(&next)),
@@ -134,12 +134,9 @@ pub(crate) async fn restore(
                     value: Value::from(now.saturating_add(grace_ms)),
                 },
             ],
-            user_id: None,
-            client: None,
-            last_seen: now,
-            idle_deadline: now.saturating_add(ttl),
-            absolute_deadline: now.saturating_add(ttl),
-        };
+            now,
+            ttl,
+        );
         return Ok(match timed(config, store.apply(&key, &update)).await? {
             crate::ApplyOutcome::Applied => Restored::User {
                 user_id,

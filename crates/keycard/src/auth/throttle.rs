@@ -141,15 +141,7 @@ impl LoginThrottle {
     }
 
     fn update(&self, _record: &Record, changes: Vec<Change>) -> Update {
-        let now = now_millis();
-        Update {
-            changes,
-            user_id: None,
-            client: None,
-            last_seen: now,
-            idle_deadline: now + DAY_MS,
-            absolute_deadline: now + DAY_MS,
-        }
+        Update::lasting(changes, now_millis(), DAY_MS)
     }
 
     async fn count(&self, key: &SessionKey, limit: i64) -> Result<(), StoreError> {
