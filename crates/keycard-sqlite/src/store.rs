@@ -106,17 +106,30 @@ fn configure(conn: &Connection, options: &SqliteOptions) -> Result<(), StoreErro
 
 fn open_file(path: &Path, options: &SqliteOptions) -> Result<Connections, StoreError> {
     let mut writer = Connection::open(path).map_err(store_error)?;
+    // The busy timeout first: another process opening the same file at the
+    // same moment holds the lock the journal-mode switch needs.
+    configure(&writer, options)?;
     // WAL lets the readers run while the writer commits; the setting is
-    // stored in the file, so setting it on the writer is enough.
-    let mode: String = writer
-        .query_row("PRAGMA journal_mode = WAL", [], |row| row.get(0))
-        .map_err(store_error)?;
+    // stored in the file, so setting it on the writer is enough. Switching
+    // journal mode does not always wait in the busy handler, so retry for as
+    // long as the busy timeout allows.
+    let deadline = std::time::Instant::now() + options.busy_timeout;
+    let mode: String = loop {
+        match writer.query_row("PRAGMA journal_mode = WAL", [], |row| row.get(0)) {
+            Err(rusqlite::Error::SqliteFailure(e, _))
+                if e.code == rusqlite::ErrorCode::DatabaseBusy
+                    && std::time::Instant::now() < deadline =>
+            {
+                std::thread::sleep(Duration::from_millis(10));
+            }
+            other => break other.map_err(store_error)?,
+        }
+    };
     if !mode.eq_ignore_ascii_case("wal") {
         return Err(StoreError::Unavailable(format!(
             "SQLite refused WAL mode (got {mode})"
         )));
     }
-    configure(&writer, options)?;
     schema::migrate(&mut writer, now_millis())?;
     let mut readers = Vec::with_capacity(options.readers);
     for _ in 0..options.readers {
