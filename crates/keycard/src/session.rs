@@ -433,7 +433,7 @@ impl Session {
                         return Ok(());
                     }
                 };
-                let Some((id, record)) = decode_cookie_payload(&opened.payload) else {
+                let Some((id, record)) = crate::cookie_payload::decode(&opened.payload).ok() else {
                     tracing::warn!(target: "keycard::security", event = "tampered_cookie", reason = "bad payload", "session cookie rejected");
                     state.stale_cookie = true;
                     return Ok(());
@@ -610,7 +610,7 @@ impl Session {
                 }
                 for _ in 0..3 {
                     let id = SessionId::generate()?;
-                    match timed_create(config, store.create(&id.key(), &record)).await {
+                    match timed(config, store.create(&id.key(), &record)).await {
                         Ok(()) => {
                             state.id = Some(id.clone());
                             return Ok(CookieAction::Set(id.to_string()));
@@ -634,9 +634,7 @@ impl Session {
                 if state.cycle {
                     for _ in 0..3 {
                         let new_id = SessionId::generate()?;
-                        match timed_create(config, store.cycle(&id.key(), &new_id.key(), &update))
-                            .await
-                        {
+                        match timed(config, store.cycle(&id.key(), &new_id.key(), &update)).await {
                             Ok(ApplyOutcome::Applied) => {
                                 state.id = Some(new_id.clone());
                                 return Ok(CookieAction::Set(new_id.to_string()));
@@ -709,7 +707,7 @@ impl Session {
                 SessionId::generate()?
             }
         };
-        let payload = encode_cookie_payload(&id, &record);
+        let payload = crate::cookie_payload::encode(&id, &record);
         let value = codec
             .seal(&config.cookie.name, &payload)
             .map_err(|e| match e {
@@ -750,35 +748,19 @@ fn push_change(state: &mut State, change: Change) {
     state.changes.push(change);
 }
 
-pub(crate) async fn timed<T>(
+/// Runs a store call under the configured store timeout; for plain store
+/// calls and for creations alike (`E` is `StoreError` or `CreateError`).
+pub(crate) async fn timed<T, E: From<StoreError>>(
     config: &SessionConfig,
-    call: impl Future<Output = Result<T, StoreError>>,
-) -> Result<T, StoreError> {
+    call: impl Future<Output = Result<T, E>>,
+) -> Result<T, E> {
     match tokio::time::timeout(config.store_timeout, call).await {
         Ok(result) => result,
         Err(_) => {
             tracing::warn!(target: "keycard", event = "store_timeout", "session store call timed out");
-            Err(StoreError::Timeout)
+            Err(StoreError::Timeout.into())
         }
     }
-}
-
-pub(crate) async fn timed_create<T>(
-    config: &SessionConfig,
-    call: impl Future<Output = Result<T, CreateError>>,
-) -> Result<T, CreateError> {
-    match tokio::time::timeout(config.store_timeout, call).await {
-        Ok(result) => result,
-        Err(_) => Err(CreateError::Store(StoreError::Timeout)),
-    }
-}
-
-fn encode_cookie_payload(id: &SessionId, record: &Record) -> Vec<u8> {
-    crate::cookie_payload::encode(id, record)
-}
-
-fn decode_cookie_payload(payload: &[u8]) -> Option<(SessionId, Record)> {
-    crate::cookie_payload::decode(payload).ok()
 }
 
 /// The deny-list entry that marks a client-side session as ended.
@@ -839,7 +821,7 @@ async fn revoke_cookie_session(
     entry
         .data
         .insert(reserved::KIND.into(), Value::from("revoked"));
-    match timed_create(config, revocations.create(&revocation_key(id), &entry)).await {
+    match timed(config, revocations.create(&revocation_key(id), &entry)).await {
         Ok(()) | Err(CreateError::DuplicateKey) => Ok(()),
         Err(CreateError::Store(error)) => Err(error),
     }
@@ -860,7 +842,7 @@ pub(crate) async fn set_not_before(
         (reserved::KIND.to_owned(), Value::from("not-before")),
         ("not_before".to_owned(), Value::from(at)),
     ]);
-    match timed_create(config, revocations.create(&key, &marker)).await {
+    match timed(config, revocations.create(&key, &marker)).await {
         Ok(()) => Ok(()),
         Err(CreateError::DuplicateKey) => {
             let update = Update::lasting(

@@ -8,7 +8,7 @@
 //! valid for a short grace period so two parallel requests from the same
 //! browser, both carrying the old cookie, do not look like theft.
 
-use crate::session::{timed, timed_create};
+use crate::session::timed;
 use crate::{
     now_millis, reserved, Change, Record, SessionConfig, SessionKey, SessionStore, StoreError,
     Update,
@@ -80,7 +80,7 @@ pub(crate) async fn issue(
     record
         .data
         .insert("v".into(), Value::from(digest(&validator)));
-    match timed_create(config, store.create(&series_key(&selector), &record)).await {
+    match timed(config, store.create(&series_key(&selector), &record)).await {
         Ok(()) => Ok(format!("{selector}:{}", URL_SAFE_NO_PAD.encode(validator))),
         // 128 random bits collided: the random generator is broken.
         Err(crate::CreateError::DuplicateKey) => Err(crate::RandomError.into()),

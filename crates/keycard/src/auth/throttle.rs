@@ -1,7 +1,7 @@
 //! Login throttling per account and per source address, with exponential
 //! lockouts, kept in the session store so every server process shares it.
 
-use crate::session::{timed, timed_create};
+use crate::session::timed;
 use crate::{
     now_millis, reserved, ApplyOutcome, Change, CreateError, Record, SessionConfig, SessionKey,
     SessionStore, StoreError, Update,
@@ -156,7 +156,7 @@ impl LoginThrottle {
                     .insert(reserved::KIND.into(), Value::from("throttle"));
                 record.data.insert("window_start".into(), Value::from(now));
                 record.data.insert("fails".into(), Value::from(0));
-                match timed_create(&self.config, self.store.create(key, &record)).await {
+                match timed(&self.config, self.store.create(key, &record)).await {
                     // Another request created it first: count on that one.
                     Ok(()) | Err(CreateError::DuplicateKey) => {}
                     Err(CreateError::Store(error)) => return Err(error),

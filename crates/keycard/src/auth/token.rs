@@ -8,7 +8,7 @@
 
 use super::handle::{hash_of, LoginInfo};
 use super::AuthUser;
-use crate::session::timed_create;
+use crate::session::timed;
 use crate::{
     now_millis, reserved, ClientDetails, CreateError, Record, SessionConfig, SessionError,
     SessionId, SessionStore,
@@ -43,7 +43,7 @@ pub(crate) async fn issue<U: AuthUser>(
     );
     for _ in 0..3 {
         let id = SessionId::generate()?;
-        match timed_create(config, store.create(&id.key(), &record)).await {
+        match timed(config, store.create(&id.key(), &record)).await {
             Ok(()) => return Ok(id.to_string()),
             Err(CreateError::DuplicateKey) => continue,
             Err(CreateError::Store(error)) => return Err(error.into()),
