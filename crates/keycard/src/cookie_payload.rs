@@ -13,7 +13,7 @@
 //! payload = version (1 byte, = 1) || session ID (32 raw bytes) || Record::encode()
 //! ```
 //!
-//! [`Record::encode`] is versioned on its own (a version byte, then JSON), so
+//! [`Record::encode`] is versioned on its own (a version byte, then binary), so
 //! either part can change format without the other.
 //!
 //! # Why would I decode one?

@@ -5,6 +5,8 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 use std::time::{SystemTime, UNIX_EPOCH};
 
+pub(crate) mod format;
+
 /// Milliseconds since the Unix epoch: every timestamp in a [`Record`].
 pub type UnixMillis = i64;
 
@@ -16,9 +18,10 @@ pub fn now_millis() -> UnixMillis {
         .unwrap_or(0)
 }
 
-/// The version of the stored record format. Stores write it beside the record
-/// so that a later release can read what this one wrote.
-pub const RECORD_FORMAT_VERSION: u8 = 1;
+/// The version of the record format [`Record::encode`] writes (its first
+/// byte). Version 2 is binary; [`Record::decode`] still reads version 1
+/// (JSON), so cookies sealed by an earlier release stay valid.
+pub const RECORD_FORMAT_VERSION: u8 = format::VERSION;
 
 /// One session as a store keeps it.
 ///
@@ -118,28 +121,27 @@ impl Record {
         }
     }
 
-    /// Encodes the record in the versioned storage format (a version byte, then JSON).
+    /// Encodes the record in the versioned storage format (a version byte,
+    /// then, in version 2, the deadlines as varints, the strings, and the data
+    /// as JSON; see [`RECORD_FORMAT_VERSION`]).
+    ///
+    /// ```
+    /// use keycard::{Record, RECORD_FORMAT_VERSION};
+    /// let record = Record::new(1_000, 60_000, 3_600_000);
+    /// let bytes = record.encode();
+    /// assert_eq!(bytes[0], RECORD_FORMAT_VERSION);
+    /// assert_eq!(Record::decode(&bytes)?, record);
+    /// # Ok::<(), keycard::StoreError>(())
+    /// ```
     pub fn encode(&self) -> Vec<u8> {
-        let mut out = vec![RECORD_FORMAT_VERSION];
-        // Serializing a map of JSON values and plain fields cannot fail.
-        if serde_json::to_writer(&mut out, self).is_err() {
-            out.truncate(1);
-        }
-        out
+        format::encode(self)
     }
 
-    /// Decodes [`encode`](Self::encode) output. A corrupt or unknown-version
-    /// record is an error, which the session layer treats as no session.
+    /// Decodes [`encode`](Self::encode) output, of this version or an
+    /// earlier one. A corrupt or unknown-version record is an error, which
+    /// the session layer treats as no session.
     pub fn decode(bytes: &[u8]) -> Result<Self, crate::StoreError> {
-        match bytes.split_first() {
-            Some((&RECORD_FORMAT_VERSION, json)) => {
-                serde_json::from_slice(json).map_err(|e| crate::StoreError::Corrupt(e.to_string()))
-            }
-            Some((version, _)) => Err(crate::StoreError::Corrupt(format!(
-                "unknown record format version {version}"
-            ))),
-            None => Err(crate::StoreError::Corrupt("empty record".into())),
-        }
+        format::decode(bytes)
     }
 }
 
@@ -242,6 +244,28 @@ impl Update {
         }
     }
 
+    /// Data changes plus a touch of `record`: seen at `now`, idle deadline
+    /// moved to `now + idle_ms` but never past the record's absolute
+    /// deadline, which stays (what
+    /// [`SessionStore::apply_and_load`](crate::SessionStore::apply_and_load) does).
+    ///
+    /// ```
+    /// use keycard::{Record, Update};
+    /// let record = Record::new(0, 1_000, 5_000);
+    /// let update = Update::slide(vec![], &record, 4_500, 1_000);
+    /// assert_eq!((update.idle_deadline, update.absolute_deadline), (5_000, 5_000));
+    /// ```
+    pub fn slide(changes: Vec<Change>, record: &Record, now: UnixMillis, idle_ms: i64) -> Self {
+        Update {
+            changes,
+            user_id: None,
+            client: None,
+            last_seen: now,
+            idle_deadline: now.saturating_add(idle_ms).min(record.absolute_deadline),
+            absolute_deadline: record.absolute_deadline,
+        }
+    }
+
     /// The earlier of the two deadlines.
     pub fn expires_at(&self) -> UnixMillis {
         self.idle_deadline.min(self.absolute_deadline)
@@ -313,6 +337,7 @@ mod tests {
         assert_eq!(Record::decode(&record.encode()).unwrap(), record);
         assert!(Record::decode(b"").is_err());
         assert!(Record::decode(b"\x01{").is_err());
+        assert!(Record::decode(b"\x02{").is_err());
         assert!(Record::decode(b"\x09{}").is_err());
     }
 

@@ -1,25 +1,28 @@
-//! An in-process store: sharded maps with O(expired) eviction.
+//! An in-process store: sharded maps of encoded records, with O(expired) eviction.
 
+use crate::record::format;
 use crate::{
-    ApplyOutcome, CreateError, Record, SessionKey, SessionStore, SessionSummary, StoreError,
-    UnixMillis, Update,
+    ApplyOutcome, Change, CreateError, Record, SessionKey, SessionStore, SessionSummary,
+    StoreError, UnixMillis, Update,
 };
 use async_trait::async_trait;
-use std::collections::{BTreeSet, HashMap, HashSet};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::{Mutex, MutexGuard};
 
 const SHARDS: usize = 16;
-/// How many expired records a write evicts from its shard on the way: enough
-/// to keep memory bounded under a stream of new sessions without a sweeper task.
-const EVICT_PER_WRITE: usize = 4;
+/// How many due expiry entries a write looks at on the way: enough to keep
+/// memory bounded under a stream of new sessions without a sweeper task.
+const EVICT_PER_WRITE: usize = 8;
 
 /// Sessions kept in this process's memory.
 ///
 /// For tests, examples and single-process deployments: everything is lost on
 /// restart and nothing is shared between processes. Records live in 16 shards
-/// (so concurrent requests rarely contend on one lock); each shard keeps its
-/// records ordered by expiry, so eviction costs O(expired), never a scan, and
-/// every write also evicts a few expired records so memory stays bounded
+/// (so concurrent requests rarely contend on one lock), each record encoded
+/// ([`Record::encode`]: a small session takes about 25 bytes beyond its data,
+/// where a `Record` value takes a kilobyte). Each shard files its keys by the
+/// second their record expires, so eviction costs O(expired), never a scan,
+/// and every write also evicts a few expired records so memory stays bounded
 /// without a background task.
 ///
 /// ```
@@ -34,8 +37,32 @@ pub struct MemoryStore {
 
 #[derive(Default)]
 struct Shard {
-    records: HashMap<SessionKey, Record>,
-    by_expiry: BTreeSet<(UnixMillis, SessionKey)>,
+    records: HashMap<SessionKey, Entry>,
+    /// Keys by the second their record expires. Filed lazily: a record whose
+    /// expiry moves later (every touch) stays where it is and is refiled when
+    /// that second comes due, so a touch costs no index work. An entry whose
+    /// record is gone, or is filed elsewhere, is dropped when its second comes.
+    wheel: BTreeMap<i64, Vec<SessionKey>>,
+}
+
+struct Entry {
+    /// [`Record::encode`] output.
+    bytes: Box<[u8]>,
+    /// The wheel second this record is filed under.
+    filed: i64,
+}
+
+fn second(at: UnixMillis) -> i64 {
+    at.div_euclid(1000)
+}
+
+fn expires_at(entry: &Entry) -> UnixMillis {
+    // The store wrote these bytes itself; unreadable ones count as expired.
+    format::expires_at(&entry.bytes).unwrap_or(UnixMillis::MIN)
+}
+
+fn decode(entry: &Entry) -> Result<Record, StoreError> {
+    Record::decode(&entry.bytes)
 }
 
 fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -44,6 +71,98 @@ fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
     mutex
         .lock()
         .unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+/// What an eviction removed: how many records, and the users to unindex.
+#[derive(Default)]
+struct Evicted {
+    count: usize,
+    users: Vec<(SessionKey, String)>,
+}
+
+impl Shard {
+    fn file(&mut self, key: SessionKey, expires: UnixMillis) -> i64 {
+        let at = second(expires);
+        self.wheel.entry(at).or_default().push(key);
+        at
+    }
+
+    /// Stores `record` under `key`, replacing what is there.
+    fn put(&mut self, key: SessionKey, record: &Record) {
+        let bytes = record.encode().into_boxed_slice();
+        let due = second(record.expires_at());
+        let refile = match self.records.get_mut(&key) {
+            Some(entry) => {
+                entry.bytes = bytes;
+                // Later expiries wait in their old second; earlier ones must
+                // be filed now or they would outlive their deadline.
+                (due < entry.filed).then_some(())
+            }
+            None => {
+                let filed = self.file(key, record.expires_at());
+                self.records.insert(key, Entry { bytes, filed });
+                None
+            }
+        };
+        if refile.is_some() {
+            let filed = self.file(key, record.expires_at());
+            if let Some(entry) = self.records.get_mut(&key) {
+                entry.filed = filed;
+            }
+        }
+    }
+
+    /// Evicts records expired at `now`: looks at wheel entries of seconds up
+    /// to `now`'s, at most `max_visits` of them, deleting at most `max_deletes`.
+    fn evict(&mut self, now: UnixMillis, max_visits: usize, max_deletes: usize) -> Evicted {
+        let mut evicted = Evicted::default();
+        let mut visits = 0;
+        // Entries of the current second whose record is not yet expired wait here.
+        let mut not_yet = Vec::new();
+        while visits < max_visits && evicted.count < max_deletes {
+            let Some(mut bucket) = self.wheel.first_entry() else {
+                break;
+            };
+            let at = *bucket.key();
+            if at > second(now) {
+                break;
+            }
+            let Some(key) = bucket.get_mut().pop() else {
+                bucket.remove();
+                continue;
+            };
+            visits += 1;
+            let Some(entry) = self.records.get(&key).filter(|e| e.filed == at) else {
+                continue; // deleted, or filed under another second
+            };
+            let expires = expires_at(entry);
+            if expires <= now {
+                if let Some(user) = self
+                    .records
+                    .remove(&key)
+                    .and_then(|e| format::user_id(&e.bytes))
+                {
+                    evicted.users.push((key, user));
+                }
+                evicted.count += 1;
+            } else if second(expires) == at {
+                not_yet.push(key);
+            } else {
+                let filed = self.file(key, expires);
+                if let Some(entry) = self.records.get_mut(&key) {
+                    entry.filed = filed;
+                }
+            }
+        }
+        if !not_yet.is_empty() {
+            self.wheel.entry(second(now)).or_default().extend(not_yet);
+        }
+        evicted
+    }
+
+    fn remove(&mut self, key: &SessionKey) -> Option<Record> {
+        self.records.remove(key).and_then(|e| decode(&e).ok())
+    }
 }
 
 impl MemoryStore {
@@ -84,62 +203,36 @@ impl MemoryStore {
         }
     }
 
-    /// Evicts up to `limit` records expired at `now` from one shard; returns
-    /// the evicted records' users for the index.
-    fn evict(shard: &mut Shard, now: UnixMillis, limit: usize) -> Vec<(SessionKey, String)> {
-        let mut unindex = Vec::new();
-        for _ in 0..limit {
-            let Some(&(expires, key)) = shard.by_expiry.first() else {
-                break;
-            };
-            if expires > now {
-                break;
-            }
-            shard.by_expiry.pop_first();
-            if let Some(record) = shard.records.remove(&key) {
-                if let Some(user) = record.user_id {
-                    unindex.push((key, user));
-                }
-            }
-        }
-        unindex
-    }
-
     fn unindex_all(&self, evicted: Vec<(SessionKey, String)>) {
         for (key, user) in evicted {
             self.index_user(key, Some(&user), None);
         }
     }
 
-    fn insert_new(&self, key: &SessionKey, record: Record) -> Result<(), CreateError> {
+    fn insert_new(&self, key: &SessionKey, record: &Record) -> Result<(), CreateError> {
         let now = crate::now_millis();
-        let user = record.user_id.clone();
-        let evicted = {
+        let (replaced_user, evicted) = {
             let mut shard = self.shard(key);
-            if shard.records.get(key).is_some_and(|r| !r.is_expired(now)) {
-                return Err(CreateError::DuplicateKey);
-            }
-            if let Some(old) = shard.records.remove(key) {
-                shard.by_expiry.remove(&(old.expires_at(), *key));
-            }
-            shard.by_expiry.insert((record.expires_at(), *key));
-            shard.records.insert(*key, record);
-            Self::evict(&mut shard, now, EVICT_PER_WRITE)
+            // An expired record under the key may be replaced; a live one never.
+            let replaced_user = match shard.records.get(key) {
+                Some(old) if expires_at(old) > now => return Err(CreateError::DuplicateKey),
+                Some(old) => format::user_id(&old.bytes),
+                None => None,
+            };
+            shard.put(*key, record);
+            (
+                replaced_user,
+                shard.evict(now, EVICT_PER_WRITE, EVICT_PER_WRITE),
+            )
         };
-        self.index_user(*key, None, user.as_deref());
-        self.unindex_all(evicted);
+        self.index_user(*key, replaced_user.as_deref(), None);
+        self.index_user(*key, None, record.user_id.as_deref());
+        self.unindex_all(evicted.users);
         Ok(())
     }
 
     fn remove(&self, key: &SessionKey) -> Option<Record> {
-        let removed = {
-            let mut shard = self.shard(key);
-            let removed = shard.records.remove(key);
-            if let Some(record) = &removed {
-                shard.by_expiry.remove(&(record.expires_at(), *key));
-            }
-            removed
-        };
+        let removed = self.shard(key).remove(key);
         if let Some(record) = &removed {
             self.index_user(*key, record.user_id.as_deref(), None);
         }
@@ -153,12 +246,8 @@ impl MemoryStore {
     ) -> Vec<SessionSummary> {
         keys.into_iter()
             .filter_map(|key| {
-                let shard = self.shard(&key);
-                shard
-                    .records
-                    .get(&key)
-                    .filter(|r| !r.is_expired(now))
-                    .map(|r| r.summary(key))
+                let record = self.shard(&key).records.get(&key).map(decode)?.ok()?;
+                (!record.is_expired(now)).then(|| record.summary(key))
             })
             .collect()
     }
@@ -167,34 +256,46 @@ impl MemoryStore {
 #[async_trait]
 impl SessionStore for MemoryStore {
     async fn load(&self, key: &SessionKey) -> Result<Option<Record>, StoreError> {
-        Ok(self.shard(key).records.get(key).cloned())
+        self.shard(key).records.get(key).map(decode).transpose()
     }
 
     async fn create(&self, key: &SessionKey, record: &Record) -> Result<(), CreateError> {
-        self.insert_new(key, record.clone())
+        self.insert_new(key, record)
     }
 
     async fn apply(&self, key: &SessionKey, update: &Update) -> Result<ApplyOutcome, StoreError> {
         let now = crate::now_millis();
         let (old_user, new_user) = {
             let mut shard = self.shard(key);
-            let shard = &mut *shard;
-            let Some(record) = shard.records.get_mut(key).filter(|r| !r.is_expired(now)) else {
+            let Some(entry) = shard.records.get(key).filter(|e| expires_at(e) > now) else {
                 return Ok(ApplyOutcome::Gone);
             };
-            let old_expiry = record.expires_at();
+            let mut record = decode(entry)?;
             let old_user = record.user_id.clone();
             record.apply(update);
-            let new_expiry = record.expires_at();
-            let new_user = record.user_id.clone();
-            if old_expiry != new_expiry {
-                shard.by_expiry.remove(&(old_expiry, *key));
-                shard.by_expiry.insert((new_expiry, *key));
-            }
-            (old_user, new_user)
+            shard.put(*key, &record);
+            (old_user, record.user_id)
         };
         self.index_user(*key, old_user.as_deref(), new_user.as_deref());
         Ok(ApplyOutcome::Applied)
+    }
+
+    async fn apply_and_load(
+        &self,
+        key: &SessionKey,
+        changes: &[Change],
+        now: UnixMillis,
+        idle_ms: i64,
+    ) -> Result<Option<Record>, StoreError> {
+        let mut shard = self.shard(key);
+        let Some(entry) = shard.records.get(key).filter(|e| expires_at(e) > now) else {
+            return Ok(None);
+        };
+        let mut record = decode(entry)?;
+        // No user change, so the user index stays as it is.
+        record.apply(&Update::slide(changes.to_vec(), &record, now, idle_ms));
+        shard.put(*key, &record);
+        Ok(Some(record))
     }
 
     async fn cycle(
@@ -208,7 +309,7 @@ impl SessionStore for MemoryStore {
             return Ok(ApplyOutcome::Gone);
         };
         record.apply(update);
-        self.insert_new(new, record)?;
+        self.insert_new(new, &record)?;
         Ok(ApplyOutcome::Applied)
     }
 
@@ -249,14 +350,9 @@ impl SessionStore for MemoryStore {
             if swept >= limit {
                 break;
             }
-            let evicted = {
-                let mut shard = lock(shard);
-                let before = shard.records.len();
-                let evicted = Self::evict(&mut shard, now, limit - swept);
-                swept += before - shard.records.len();
-                evicted
-            };
-            self.unindex_all(evicted);
+            let evicted = lock(shard).evict(now, usize::MAX, limit - swept);
+            swept += evicted.count;
+            self.unindex_all(evicted.users);
         }
         Ok(swept as u64)
     }
@@ -274,7 +370,7 @@ impl SessionStore for MemoryStore {
                 lock(shard)
                     .records
                     .iter()
-                    .filter(|(key, record)| Some(*key) > after && !record.is_expired(now))
+                    .filter(|(key, entry)| Some(*key) > after && expires_at(entry) > now)
                     .map(|(key, _)| *key)
                     .collect::<Vec<_>>()
             })
