@@ -10,8 +10,8 @@ use crate::schema;
 use async_trait::async_trait;
 use deadpool_postgres::{Client, Manager, Pool, Runtime};
 use keycard::{
-    now_millis, ApplyOutcome, CreateError, Record, SessionKey, SessionStore, SessionSummary,
-    StoreError, UnixMillis, Update,
+    now_millis, ApplyOutcome, Change, CreateError, Record, SessionKey, SessionStore,
+    SessionSummary, StoreError, UnixMillis, Update,
 };
 use std::borrow::Cow;
 use std::fmt;
@@ -350,6 +350,42 @@ impl SessionStore for PostgresStore {
             } else {
                 ApplyOutcome::Applied
             })
+        })
+        .await
+    }
+
+    async fn apply_and_load(
+        &self,
+        key: &SessionKey,
+        changes: &[Change],
+        now: UnixMillis,
+        idle_ms: i64,
+    ) -> Result<Option<Record>, StoreError> {
+        let changes = changes_json(changes)?;
+        let idle_deadline = now.saturating_add(idle_ms);
+        self.timed(async {
+            let client = self.client().await?;
+            // One UPDATE ... RETURNING: the row lock orders concurrent
+            // requests, and each returns the row as its own change left it.
+            // On the right of SET, columns are the old row's: the absolute
+            // deadline stays and caps the idle one.
+            let sql = format!(
+                "UPDATE keycard_sessions SET \
+                 data = CASE WHEN $2::text IS NULL THEN data ELSE keycard_apply_changes(data, $2::text::jsonb) END, \
+                 last_seen = $3::bigint, idle_deadline = LEAST($4::bigint, absolute_deadline), \
+                 expires_at = LEAST($4::bigint, absolute_deadline) \
+                 WHERE key = $1::bytea AND expires_at > $3::bigint \
+                 RETURNING {RECORD_COLUMNS}"
+            );
+            let statement = client.prepare_cached(&sql).await.map_err(pg_error)?;
+            let row = client
+                .query_opt(
+                    &statement,
+                    &[&key.as_bytes().as_slice(), &changes, &now, &idle_deadline],
+                )
+                .await
+                .map_err(pg_error)?;
+            row.as_ref().map(record_from_row).transpose()
         })
         .await
     }

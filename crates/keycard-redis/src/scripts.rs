@@ -30,11 +30,18 @@ return 1
 /// `KEYS[1]` session hash. `ARGV`: 1 now, 2 last_seen, 3 idle deadline,
 /// 4 absolute deadline, 5 expiry, 6 user mode (`k` keep, `-` clear, `=` set),
 /// 7 user, 8 client mode (`k`/`=`), 9 ip mode (`-`/`=`), 10 ip, 11 ua mode,
-/// 12 ua, then the changes: `S field json`, `R field`, `C`, `I field by`.
+/// 12 ua, 13 reply mode, then the changes: `S field json`, `R field`, `C`,
+/// `I field by`.
+///
+/// An empty absolute deadline (4) keeps the stored one, and the idle
+/// deadline is then capped by it and is the expiry (5 is ignored): a touch
+/// for [`apply_and_load`](keycard::SessionStore::apply_and_load), which does
+/// not know the deadlines before it runs. Reply mode `all` appends the whole
+/// hash (`HGETALL`) to the reply, so the caller needs no second round trip.
 ///
 /// Returns `{0}` when gone (missing, or past a deadline by the caller's clock),
 /// `{2}` when the stored deadlines are unreadable, else `{1, has_user, user}`
-/// with the user *before* the update, for the index.
+/// with the user *before* the update, for the index (and the hash after it).
 ///
 /// Everything is validated before the first write, because Redis does not roll
 /// back a script's earlier writes when a later command fails.
@@ -45,6 +52,15 @@ if not meta[1] then return {0} end
 local idle, abs = tonumber(meta[2]), tonumber(meta[3])
 if not idle or not abs then return {2} end
 if math.min(idle, abs) <= tonumber(ARGV[1]) then return {0} end
+
+local new_idle, new_abs, expiry = ARGV[3], ARGV[4], ARGV[5]
+if new_abs == '' then
+  -- Keep the stored absolute deadline; the idle one never passes it. The
+  -- strings are written back as given: Lua numbers are doubles.
+  new_abs = meta[3]
+  if tonumber(new_idle) > abs then new_idle = meta[3] end
+  expiry = new_idle
+end
 
 local I64_MAX, I64_MIN = '9223372036854775807', '-9223372036854775808'
 -- Whether canonical integer text fits in an i64 (serde_json's as_i64).
@@ -57,24 +73,25 @@ local function fits_i64(s)
 end
 -- Change::Increment: an integer that fits in i64 gets `by` added, saturating;
 -- anything else (missing, float, string, out-of-range number) counts as 0.
--- The arithmetic is HINCRBY's, in 64-bit integers: Lua numbers are doubles.
+-- HINCRBY accepts exactly the canonical i64 text serde_json reads as an i64
+-- (and a missing field as 0), so it is tried first; its two failures, a
+-- value that is not such an integer and an overflow, are told apart after.
 local function increment(field, by)
-  local cur = redis.call('HGET', k, field)
-  if cur and (cur == '0' or string.match(cur, '^%-?[1-9]%d*$')) and fits_i64(cur) then
-    local res = redis.pcall('HINCRBY', k, field, by)
-    if type(res) == 'table' and res.err then
-      -- The value is a valid i64, so the only failure left is overflow.
+  local res = redis.pcall('HINCRBY', k, field, by)
+  if type(res) == 'table' and res.err then
+    local cur = redis.call('HGET', k, field)
+    if cur and (cur == '0' or string.match(cur, '^%-?[1-9]%d*$')) and fits_i64(cur) then
       if string.sub(by, 1, 1) == '-' then res = I64_MIN else res = I64_MAX end
       redis.call('HSET', k, field, res)
+    else
+      redis.call('HSET', k, field, by)
     end
-  else
-    redis.call('HSET', k, field, by)
   end
 end
 
 -- A first pass checks the change list, so a malformed one writes nothing.
 local arity = {S = 3, R = 2, C = 1, I = 3}
-local j = 13
+local j = 14
 while j <= #ARGV do
   local step = arity[ARGV[j]]
   if not step or j + step - 1 > #ARGV then
@@ -83,7 +100,7 @@ while j <= #ARGV do
   j = j + step
 end
 
-local i = 13
+local i = 14
 while i <= #ARGV do
   local op = ARGV[i]
   if op == 'S' then
@@ -111,10 +128,12 @@ if ARGV[8] == '=' then
   if ARGV[9] == '=' then redis.call('HSET', k, 'm:ip', ARGV[10]) else redis.call('HDEL', k, 'm:ip') end
   if ARGV[11] == '=' then redis.call('HSET', k, 'm:ua', ARGV[12]) else redis.call('HDEL', k, 'm:ua') end
 end
-redis.call('HSET', k, 'm:seen', ARGV[2], 'm:idle', ARGV[3], 'm:abs', ARGV[4])
-redis.call('PEXPIREAT', k, ARGV[5])
-if meta[4] then return {1, 1, meta[4]} end
-return {1, 0, ''}
+redis.call('HSET', k, 'm:seen', ARGV[2], 'm:idle', new_idle, 'm:abs', new_abs)
+redis.call('PEXPIREAT', k, expiry)
+local reply = {1, 0, ''}
+if meta[4] then reply = {1, 1, meta[4]} end
+if ARGV[13] == 'all' then reply[4] = redis.call('HGETALL', k) end
+return reply
 ";
 
 /// Removes a session and hands back all its fields (`HGETALL` + `DEL`), for

@@ -33,6 +33,16 @@ impl RedisStore {
         }
     }
 
+    /// Runs the apply script (see `scripts::APPLY` for its arguments).
+    async fn run_apply(
+        &self,
+        invocation: &redis::ScriptInvocation<'_>,
+    ) -> Result<Applied, StoreError> {
+        let mut conn = self.conn.clone();
+        let reply: Vec<Value> = self.call(invocation.invoke_async(&mut conn)).await?;
+        parse_apply_reply(reply)
+    }
+
     async fn fetch(&self, name: String) -> Result<Fields, StoreError> {
         let mut conn = self.conn.clone();
         self.call(redis::cmd("HGETALL").arg(name).query_async(&mut conn))
@@ -200,13 +210,17 @@ fn push_change(invocation: &mut redis::ScriptInvocation<'_>, change: &Change) {
 /// What the apply script answered.
 enum Applied {
     Gone,
-    /// Applied; the user before the update.
-    Done(Option<String>),
+    /// Applied: the user before the update, and the hash after it when asked.
+    Done {
+        old_user: Option<String>,
+        fields: Option<Fields>,
+    },
 }
 
-fn parse_apply_reply(reply: &[Value]) -> Result<Applied, StoreError> {
-    let status: i64 = match reply.first() {
-        Some(value) => redis::from_redis_value(value).map_err(store_error)?,
+fn parse_apply_reply(reply: Vec<Value>) -> Result<Applied, StoreError> {
+    let mut reply = reply.into_iter();
+    let status: i64 = match reply.next() {
+        Some(value) => redis::from_redis_value(&value).map_err(store_error)?,
         None => {
             return Err(StoreError::Unavailable(
                 "empty reply from the apply script".into(),
@@ -217,23 +231,30 @@ fn parse_apply_reply(reply: &[Value]) -> Result<Applied, StoreError> {
         0 => Ok(Applied::Gone),
         1 => {
             let has_user: i64 = reply
-                .get(1)
-                .map(redis::from_redis_value)
+                .next()
+                .map(|v| redis::from_redis_value(&v))
                 .transpose()
                 .map_err(store_error)?
                 .unwrap_or(0);
-            if has_user == 0 {
-                return Ok(Applied::Done(None));
-            }
             let user: Vec<u8> = reply
-                .get(2)
-                .map(redis::from_redis_value)
+                .next()
+                .map(|v| redis::from_redis_value(&v))
                 .transpose()
                 .map_err(store_error)?
                 .unwrap_or_default();
-            String::from_utf8(user)
-                .map(|user| Applied::Done(Some(user)))
-                .map_err(|_| StoreError::Corrupt("stored user ID is not UTF-8".into()))
+            let old_user = match has_user {
+                0 => None,
+                _ => Some(
+                    String::from_utf8(user)
+                        .map_err(|_| StoreError::Corrupt("stored user ID is not UTF-8".into()))?,
+                ),
+            };
+            let fields = reply
+                .next()
+                .map(|v| redis::from_redis_value::<Fields>(&v))
+                .transpose()
+                .map_err(store_error)?;
+            Ok(Applied::Done { old_user, fields })
         }
         2 => Err(StoreError::Corrupt(
             "stored deadlines are not integers".into(),
@@ -268,7 +289,6 @@ impl SessionStore for RedisStore {
     }
 
     async fn apply(&self, key: &SessionKey, update: &Update) -> Result<ApplyOutcome, StoreError> {
-        let mut conn = self.conn.clone();
         let mut invocation = self.scripts.apply.key(self.names.session(key));
         invocation
             .arg(now_millis())
@@ -295,13 +315,13 @@ impl SessionStore for RedisStore {
                 }
             }
         }
+        invocation.arg("");
         for change in &update.changes {
             push_change(&mut invocation, change);
         }
-        let reply: Vec<Value> = self.call(invocation.invoke_async(&mut conn)).await?;
-        let old_user = match parse_apply_reply(&reply)? {
+        let old_user = match self.run_apply(&invocation).await? {
             Applied::Gone => return Ok(ApplyOutcome::Gone),
-            Applied::Done(old_user) => old_user,
+            Applied::Done { old_user, .. } => old_user,
         };
         // The session write is done; now the index (another slot). Adding on
         // every write, not only on a user change, stretches the index TTL with
@@ -317,6 +337,45 @@ impl SessionStore for RedisStore {
             self.index_remove(old, &[key.to_hex().into_bytes()]).await?;
         }
         Ok(ApplyOutcome::Applied)
+    }
+
+    async fn apply_and_load(
+        &self,
+        key: &SessionKey,
+        changes: &[Change],
+        now: UnixMillis,
+        idle_ms: i64,
+    ) -> Result<Option<Record>, StoreError> {
+        let mut invocation = self.scripts.apply.key(self.names.session(key));
+        // An empty absolute deadline: the script keeps the stored one and
+        // caps the idle deadline by it (see the script).
+        invocation
+            .arg(now)
+            .arg(now)
+            .arg(now.saturating_add(idle_ms))
+            .arg("")
+            .arg("")
+            .arg("k")
+            .arg("")
+            .arg("k")
+            .arg("-")
+            .arg("")
+            .arg("-")
+            .arg("")
+            .arg("all");
+        for change in changes {
+            push_change(&mut invocation, change);
+        }
+        let Applied::Done { fields, .. } = self.run_apply(&invocation).await? else {
+            return Ok(None);
+        };
+        let record = decode_record(fields.unwrap_or_default())?;
+        if let Some(record) = &record {
+            if let Some(user) = &record.user_id {
+                self.index_add(user, key, record.expires_at()).await?;
+            }
+        }
+        Ok(record)
     }
 
     async fn cycle(

@@ -4,8 +4,8 @@ use crate::connections::{blocking, store_error, Connections};
 use crate::schema::{self, read_summary, SUMMARY_COLUMNS};
 use async_trait::async_trait;
 use keycard::{
-    now_millis, ApplyOutcome, CreateError, Record, SessionKey, SessionStore, SessionSummary,
-    StoreError, UnixMillis, Update,
+    now_millis, ApplyOutcome, Change, CreateError, Record, SessionKey, SessionStore,
+    SessionSummary, StoreError, UnixMillis, Update,
 };
 use rusqlite::{Connection, OptionalExtension, TransactionBehavior};
 use std::fmt;
@@ -388,6 +388,29 @@ impl SessionStore for SqliteStore {
             upsert(&tx, &key, &record, None)?;
             tx.commit().map_err(store_error)?;
             Ok(ApplyOutcome::Applied)
+        })
+        .await
+    }
+
+    async fn apply_and_load(
+        &self,
+        key: &SessionKey,
+        changes: &[Change],
+        now: UnixMillis,
+        idle_ms: i64,
+    ) -> Result<Option<Record>, StoreError> {
+        let (key, changes) = (*key, changes.to_vec());
+        self.write(move |conn| {
+            let tx = conn
+                .transaction_with_behavior(TransactionBehavior::Immediate)
+                .map_err(store_error)?;
+            let Some(mut record) = schema::read(&tx, &key)?.filter(|r| !r.is_expired(now)) else {
+                return Ok(None);
+            };
+            record.apply(&Update::slide(changes, &record, now, idle_ms));
+            upsert(&tx, &key, &record, None)?;
+            tx.commit().map_err(store_error)?;
+            Ok(Some(record))
         })
         .await
     }

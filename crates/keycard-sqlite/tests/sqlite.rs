@@ -56,6 +56,15 @@ impl SessionStore for TempStore {
     async fn apply(&self, key: &SessionKey, update: &Update) -> Result<ApplyOutcome, StoreError> {
         self.store.apply(key, update).await
     }
+    async fn apply_and_load(
+        &self,
+        key: &SessionKey,
+        changes: &[Change],
+        now: UnixMillis,
+        idle_ms: i64,
+    ) -> Result<Option<Record>, StoreError> {
+        self.store.apply_and_load(key, changes, now, idle_ms).await
+    }
     async fn cycle(
         &self,
         old: &SessionKey,

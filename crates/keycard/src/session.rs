@@ -96,6 +96,9 @@ struct State {
     reseal: bool,
     /// The request was refused (CSRF): write nothing, set no cookie.
     abandoned: bool,
+    /// A change was applied together with the load (`apply_first`): the
+    /// record is already written and touched.
+    applied_early: bool,
 }
 
 /// What the layer must do with the cookie after the handler.
@@ -192,13 +195,21 @@ impl Session {
     /// Adds `by` to the integer at `key` and returns the value this request
     /// sees. The store applies the increment atomically, so concurrent
     /// requests never lose one (unlike a get followed by an insert).
+    ///
+    /// When the increment is the request's first use of a server-side
+    /// session, the store applies it and returns the session in one step
+    /// ([`SessionStore::apply_and_load`]): one round trip, not a load and a
+    /// write.
     pub async fn increment(&self, key: &str, by: i64) -> Result<i64, SessionError> {
         check_key(key)?;
-        self.change(Change::Increment {
+        let change = Change::Increment {
             key: key.to_owned(),
             by,
-        })
-        .await?;
+        };
+        if let Some(value) = self.apply_first(&change, key).await? {
+            return Ok(value);
+        }
+        self.change(change).await?;
         let value = self.get_value(key).await?;
         Ok(value.and_then(|v| v.as_i64()).unwrap_or(by))
     }
@@ -370,6 +381,58 @@ impl Session {
         record
     }
 
+    /// Applies `change` and loads the session in one store call, if this is
+    /// the request's first use of a server-side session. `Ok(None)` when the
+    /// ordinary path must run: the session was used already, or the store had
+    /// no live session for the cookie (the state then records what loading
+    /// would have: no session, stale cookie).
+    async fn apply_first(&self, change: &Change, key: &str) -> Result<Option<i64>, SessionError> {
+        let ctx = &self.inner.ctx;
+        let (Presented::Cookie(value), Backend::Store(store)) =
+            (&self.inner.presented, &ctx.backend)
+        else {
+            return Ok(None);
+        };
+        let mut state = self.inner.state.lock().await;
+        if state.loaded {
+            return Ok(None);
+        }
+        let Some(id) = SessionId::parse(value) else {
+            return Ok(None); // the ordinary load logs and handles it
+        };
+        state.loaded = true;
+        let now = now_millis();
+        let store_key = id.key();
+        let call = store.apply_and_load(
+            &store_key,
+            std::slice::from_ref(change),
+            now,
+            ctx.config.idle_ms(),
+        );
+        match timed(&ctx.config, call).await {
+            Ok(Some(record)) => {
+                state.applied_early = true;
+                self.admit(&mut state, id, record);
+            }
+            Ok(None) => state.stale_cookie = true,
+            Err(StoreError::Corrupt(reason)) => {
+                tracing::warn!(target: "keycard::security", event = "corrupt_record", key = ?id.key(), %reason, "stored session could not be decoded; deleted");
+                state.stale_cookie = true;
+                state.delete = Some(id);
+            }
+            Err(error) => {
+                state.failure = Some(error.clone());
+                return Err(SessionError::Store(error));
+            }
+        }
+        // Not admitted (expired, or bound to another client): the change is
+        // made on a new session by the ordinary path.
+        Ok(state
+            .record
+            .as_ref()
+            .map(|r| r.data.get(key).and_then(Value::as_i64).unwrap_or(0)))
+    }
+
     /// Locks the state, loading the session first if this is the first use.
     async fn loaded(&self) -> Result<tokio::sync::MutexGuard<'_, State>, SessionError> {
         let mut state = self.inner.state.lock().await;
@@ -447,7 +510,15 @@ impl Session {
                 (id, record)
             }
         };
+        self.admit(state, id, record);
+        Ok(())
+    }
 
+    /// Checks a record the request's cookie (or token) opened: deadlines and
+    /// client binding. Adopts it as the request's session, or marks the
+    /// cookie stale (and the record for deletion) if it must not be used.
+    fn admit(&self, state: &mut State, id: SessionId, record: Record) {
+        let ctx = &self.inner.ctx;
         let now = now_millis();
         if record.is_expired(now) {
             let reason = if now >= record.absolute_deadline {
@@ -458,20 +529,23 @@ impl Session {
             tracing::info!(target: "keycard::security", event = "session_expired", key = ?id.key(), timeout = reason, "session expired");
             state.stale_cookie = true;
             state.delete = Some(id);
-            return Ok(());
+            return;
         }
-        let recorded = ClientDetails {
-            ip: record.ip.clone(),
-            user_agent: record.user_agent.clone(),
-        };
         let mut record = record;
-        if !ctx.binding.allows(&recorded, &self.inner.client) && !self.is_bearer() {
+        // Lent out of the record for the check, not cloned.
+        let recorded = ClientDetails {
+            ip: record.ip.take(),
+            user_agent: record.user_agent.take(),
+        };
+        let allowed = ctx.binding.allows(&recorded, &self.inner.client);
+        (record.ip, record.user_agent) = (recorded.ip, recorded.user_agent);
+        if !allowed && !self.is_bearer() {
             match ctx.binding.mode {
                 crate::BindMode::Hard => {
                     tracing::warn!(target: "keycard::security", event = "binding_mismatch", key = ?id.key(), mode = "hard", "session used from another client; ended");
                     state.stale_cookie = true;
                     state.delete = Some(id);
-                    return Ok(());
+                    return;
                 }
                 crate::BindMode::Soft => {
                     tracing::warn!(target: "keycard::security", event = "binding_mismatch", key = ?id.key(), mode = "soft", "session used from another client; login no longer fresh");
@@ -492,7 +566,6 @@ impl Session {
         }
         state.id = Some(id);
         state.record = Some(record);
-        Ok(())
     }
 
     /// Writes the request's changes to the store and says what to do with the
@@ -590,27 +663,39 @@ impl Session {
             timed(config, store.delete(&old.key())).await?;
             action = CookieAction::Clear;
         }
-        let now = now_millis();
-        let Some(record) = state.record.clone() else {
+        // Lent out (not cloned) while it is written, and put back after.
+        let Some(mut record) = state.record.take() else {
             return Ok(action);
         };
+        let result = self.write_record(state, store, &mut record, action).await;
+        state.record = Some(record);
+        result
+    }
+
+    async fn write_record(
+        &self,
+        state: &mut State,
+        store: &dyn SessionStore,
+        record: &mut Record,
+        action: CookieAction,
+    ) -> Result<CookieAction, SessionError> {
+        let config = &self.inner.ctx.config;
+        let now = now_millis();
         let empty = record.data.is_empty() && record.user_id.is_none();
         match state.id.clone() {
             None if empty => Ok(action),
             None => {
-                let mut record = record;
                 if state.restart_clocks {
-                    record = Record {
-                        data: record.data,
-                        user_id: record.user_id,
-                        ip: record.ip,
-                        user_agent: record.user_agent,
-                        ..Record::new(now, config.idle_ms(), config.absolute_ms())
-                    };
+                    let fresh = Record::new(now, config.idle_ms(), config.absolute_ms());
+                    record.created_at = fresh.created_at;
+                    record.last_seen = fresh.last_seen;
+                    record.idle_deadline = fresh.idle_deadline;
+                    record.absolute_deadline = fresh.absolute_deadline;
                 }
+                let record = &*record;
                 for _ in 0..3 {
                     let id = SessionId::generate()?;
-                    match timed(config, store.create(&id.key(), &record)).await {
+                    match timed(config, store.create(&id.key(), record)).await {
                         Ok(()) => {
                             state.id = Some(id.clone());
                             return Ok(CookieAction::Set(id.to_string()));
@@ -628,8 +713,12 @@ impl Session {
                 Ok(CookieAction::Clear)
             }
             Some(id) => {
-                let Some(update) = self.pending_update(state, &record, now) else {
-                    return Ok(action);
+                let Some(update) = self.pending_update(state, record, now) else {
+                    // A persistent cookie is renewed whenever the record is written.
+                    return Ok(match config.cookie.max_age {
+                        Some(_) if state.applied_early => CookieAction::Set(id.to_string()),
+                        _ => action,
+                    });
                 };
                 if state.cycle {
                     for _ in 0..3 {
@@ -674,32 +763,32 @@ impl Session {
             action = CookieAction::Clear;
         }
         let now = now_millis();
-        let Some(mut record) = state.record.clone() else {
+        let Some(current) = state.record.as_ref() else {
             return Ok(action);
         };
-        if record.data.is_empty() && record.user_id.is_none() {
+        if current.data.is_empty() && current.user_id.is_none() {
             if let Some(id) = state.id.take() {
-                revoke_cookie_session(config, revocations, &id, Some(&record)).await?;
+                revoke_cookie_session(config, revocations, &id, state.record.as_ref()).await?;
                 return Ok(CookieAction::Clear);
             }
             return Ok(action);
         }
-        let id = match (&state.id, state.cycle) {
-            (Some(id), false) => {
-                match self.pending_update(state, &record, now) {
-                    Some(update) => record.apply(&without_changes(update)),
-                    None if state.reseal => {}
-                    None => return Ok(action),
-                }
-                id.clone()
-            }
-            (old, _) => {
+        let update = self.pending_update(state, current, now);
+        let keeps_id = state.id.is_some() && !state.cycle;
+        if keeps_id && update.is_none() && !state.reseal {
+            // Nothing changed and no touch is due: the cookie stands.
+            return Ok(action);
+        }
+        let mut record = current.clone();
+        if let Some(update) = update {
+            record.apply(&without_changes(update));
+        }
+        let id = match &state.id {
+            Some(id) if keeps_id => id.clone(),
+            old => {
                 if let (Some(old), true) = (old, state.cycle) {
                     // The pre-rotation cookie must not be replayable.
-                    revoke_cookie_session(config, revocations, old, Some(&record)).await?;
-                }
-                if let Some(update) = self.pending_update(state, &record, now) {
-                    record.apply(&without_changes(update));
+                    revoke_cookie_session(config, revocations, old, state.record.as_ref()).await?;
                 }
                 if state.id.is_none() && state.restart_clocks {
                     record.created_at = now;
@@ -750,10 +839,19 @@ fn push_change(state: &mut State, change: Change) {
 
 /// Runs a store call under the configured store timeout; for plain store
 /// calls and for creations alike (`E` is `StoreError` or `CreateError`).
+///
+/// The call is polled once before the timer is armed: an in-process store
+/// (memory, or a cookie session's in-memory deny-list) answers at once and
+/// never pays for a timer.
 pub(crate) async fn timed<T, E: From<StoreError>>(
     config: &SessionConfig,
     call: impl Future<Output = Result<T, E>>,
 ) -> Result<T, E> {
+    let mut call = std::pin::pin!(call);
+    let first = std::future::poll_fn(|cx| std::task::Poll::Ready(call.as_mut().poll(cx))).await;
+    if let std::task::Poll::Ready(result) = first {
+        return result;
+    }
     match tokio::time::timeout(config.store_timeout, call).await {
         Ok(result) => result,
         Err(_) => {

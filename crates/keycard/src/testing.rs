@@ -57,6 +57,8 @@ macro_rules! __conformance_checks {
         delete_is_final, destroy_beats_late_write, list_and_delete_for_user,
         user_index_follows_changes, expired_records_are_not_served, sweep_removes_expired,
         concurrent_distinct_keys_all_kept, concurrent_increments_all_kept,
+        apply_and_load_writes_then_reads, apply_and_load_never_revives,
+        concurrent_apply_and_load_all_kept,
         values_round_trip, list_all_pages, ping_answers);
     };
 }
@@ -502,6 +504,145 @@ pub async fn concurrent_increments_all_kept(store: Arc<impl SessionStore>) {
     }
     let loaded = store.load(&key).await.unwrap().unwrap();
     assert_eq!(loaded.data["n"], json!(320));
+}
+
+/// `apply_and_load` applies the changes, slides the idle deadline (never past
+/// the absolute one, which stays) and returns what a load then returns.
+pub async fn apply_and_load_writes_then_reads(store: Arc<impl SessionStore>) {
+    let key = fresh_key();
+    let created = now_millis() - 5_000;
+    let mut record = Record::new(created, 10_000, 20_000);
+    record.data = json!({"n": 40, "keep": "me"})
+        .as_object()
+        .cloned()
+        .unwrap_or_default();
+    record.user_id = Some(fresh_user());
+    store.create(&key, &record).await.unwrap();
+    let now = now_millis();
+    let changes = [
+        Change::Increment {
+            key: "n".into(),
+            by: 2,
+        },
+        Change::Set {
+            key: "s".into(),
+            value: json!([1, "two"]),
+        },
+    ];
+    let after = store
+        .apply_and_load(&key, &changes, now, 60_000)
+        .await
+        .unwrap()
+        .expect("live record");
+    assert_eq!(after.data["n"], json!(42));
+    assert_eq!(after.data["s"], json!([1, "two"]));
+    assert_eq!(after.data["keep"], json!("me"));
+    assert_eq!(after.user_id, record.user_id);
+    assert_eq!(after.created_at, created);
+    assert_eq!(after.last_seen, now);
+    assert_eq!(after.absolute_deadline, record.absolute_deadline);
+    assert_eq!(after.idle_deadline, record.absolute_deadline, "capped");
+    assert_eq!(store.load(&key).await.unwrap(), Some(after));
+}
+
+/// `apply_and_load` on a missing, deleted or expired record writes nothing
+/// and brings nothing back.
+pub async fn apply_and_load_never_revives(store: Arc<impl SessionStore>) {
+    let change = [Change::Increment {
+        key: "n".into(),
+        by: 1,
+    }];
+    let missing = fresh_key();
+    let now = now_millis();
+    assert_eq!(
+        store
+            .apply_and_load(&missing, &change, now, 60_000)
+            .await
+            .unwrap(),
+        None
+    );
+    assert_eq!(store.load(&missing).await.unwrap(), None);
+
+    let deleted = fresh_key();
+    store
+        .create(&deleted, &record_with(json!({})))
+        .await
+        .unwrap();
+    store.delete(&deleted).await.unwrap();
+    assert_eq!(
+        store
+            .apply_and_load(&deleted, &change, now, 60_000)
+            .await
+            .unwrap(),
+        None
+    );
+    assert_eq!(store.load(&deleted).await.unwrap(), None);
+
+    let expired = fresh_key();
+    store
+        .create(&expired, &Record::new(now - 10_000, 1_000, 3_600_000))
+        .await
+        .unwrap();
+    assert_eq!(
+        store
+            .apply_and_load(&expired, &change, now_millis(), 60_000)
+            .await
+            .unwrap(),
+        None
+    );
+    if let Some(found) = store.load(&expired).await.unwrap() {
+        assert!(
+            found.is_expired(now_millis()),
+            "an expired record came back"
+        );
+        assert!(
+            !found.data.contains_key("n"),
+            "an expired record was written"
+        );
+    }
+}
+
+/// 32 concurrent writers each incrementing one counter 10 times through
+/// `apply_and_load` lose nothing, and every answer is a distinct count.
+pub async fn concurrent_apply_and_load_all_kept(store: Arc<impl SessionStore>) {
+    let key = fresh_key();
+    store
+        .create(&key, &record_with(json!({"n": 0})))
+        .await
+        .unwrap();
+    let tasks: Vec<_> = (0..32)
+        .map(|_| {
+            let store = store.clone();
+            tokio::spawn(async move {
+                let change = [Change::Increment {
+                    key: "n".into(),
+                    by: 1,
+                }];
+                let mut seen = Vec::new();
+                for _ in 0..10 {
+                    let record = store
+                        .apply_and_load(&key, &change, now_millis(), 60_000)
+                        .await
+                        .unwrap()
+                        .expect("live record");
+                    seen.push(record.data["n"].as_i64().unwrap_or(-1));
+                }
+                seen
+            })
+        })
+        .collect();
+    let mut seen = Vec::new();
+    for task in tasks {
+        seen.extend(task.await.unwrap());
+    }
+    let loaded = store.load(&key).await.unwrap().unwrap();
+    assert_eq!(loaded.data["n"], json!(320));
+    seen.sort_unstable();
+    assert_eq!(
+        seen,
+        (1..=320).collect::<Vec<_>>(),
+        "answers were not the counts"
+    );
 }
 
 /// JSON values of every shape survive the store unchanged.

@@ -358,6 +358,58 @@ async fn destroy_clears_the_cookie_and_a_late_write_does_not_revive() {
 }
 
 #[tokio::test]
+async fn an_increment_first_is_one_store_call() {
+    let (base, store) = start(SessionConfig::default()).await;
+    let id = new_session(&base).await;
+    let (loads, writes) = (store.loads(), store.writes());
+    for expected in 1..=3 {
+        let r = post_with(&base, "/incr", &id).await;
+        assert_eq!(r.status(), 200);
+        assert_eq!(set_cookie(&r, NAME), None, "the session kept its cookie");
+        assert_eq!(r.text().await.unwrap(), expected.to_string());
+    }
+    // Each increment was one combined write-and-read: no load, no apply.
+    assert_eq!(store.combined(), 3);
+    assert_eq!((store.loads(), store.writes()), (loads, writes));
+    assert_eq!(get(&base, "/get/n", &id).await.text().await.unwrap(), "3");
+    assert_eq!(
+        get(&base, "/get/theme", &id).await.text().await.unwrap(),
+        "\"dark\""
+    );
+}
+
+#[tokio::test]
+async fn an_increment_first_on_a_dead_session_starts_a_new_one() {
+    let (base, store) = start(SessionConfig::default()).await;
+    let id = new_session(&base).await;
+    post_with(&base, "/destroy", &id).await;
+    let r = post_with(&base, "/incr", &id).await;
+    assert_eq!(r.status(), 200);
+    let fresh = set_cookie(&r, NAME).expect("a new session");
+    assert_eq!(r.text().await.unwrap(), "1");
+    let fresh = fresh.as_str();
+    assert_ne!(fresh, id);
+    assert_eq!(get(&base, "/get/n", fresh).await.text().await.unwrap(), "1");
+    assert_eq!(
+        get(&base, "/get/theme", fresh).await.text().await.unwrap(),
+        ""
+    );
+    assert!(store.combined() >= 1);
+}
+
+#[tokio::test]
+async fn an_increment_first_renews_a_persistent_cookie() {
+    let mut config = SessionConfig::default();
+    config.cookie.max_age = Some(Duration::from_secs(3_600));
+    let (base, _store) = start(config).await;
+    let id = new_session(&base).await;
+    let r = post_with(&base, "/incr", &id).await;
+    assert_eq!(set_cookie(&r, NAME).as_deref(), Some(id.as_str()));
+    let header = set_cookie_header(&r, NAME).expect("the write renews Max-Age");
+    assert!(header.contains("Max-Age=3600"), "{header}");
+}
+
+#[tokio::test]
 async fn concurrent_requests_keep_every_change() {
     let (base, _store) = start(SessionConfig::default()).await;
     let id = new_session(&base).await;

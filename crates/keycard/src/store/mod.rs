@@ -4,7 +4,7 @@
 //! [`SessionStore`]; the conformance kit (`keycard::testing`, feature
 //! `testing`) is the executable definition of what each method must do.
 
-use crate::{ApplyOutcome, Record, SessionKey, SessionSummary, UnixMillis, Update};
+use crate::{ApplyOutcome, Change, Record, SessionKey, SessionSummary, UnixMillis, Update};
 use async_trait::async_trait;
 
 mod memory;
@@ -61,6 +61,58 @@ pub trait SessionStore: Send + Sync + 'static {
     /// the record does not exist: a deleted session is never brought back.
     async fn apply(&self, key: &SessionKey, update: &Update) -> Result<ApplyOutcome, StoreError>;
 
+    /// Applies `changes` to a live record, slides its idle deadline and
+    /// returns the record as it is afterwards; `Ok(None)` (nothing written)
+    /// when there is no live record.
+    ///
+    /// The slide is a touch's: `last_seen = now` and `idle_deadline = now +
+    /// idle_ms`, capped by the stored absolute deadline, which stays. The
+    /// layer calls this when a request's first use of its session is a write
+    /// whose result it needs ([`Session::increment`](crate::Session::increment)),
+    /// so that write costs one round trip instead of a load and an apply.
+    ///
+    /// The default does exactly that load and [`apply`](Self::apply) (two
+    /// round trips, and the returned record is the loaded one with the
+    /// changes applied locally); stores that can should answer in one step.
+    ///
+    /// ```
+    /// # tokio_test_block_on(async {
+    /// use keycard::{Change, MemoryStore, Record, SessionKey, SessionStore};
+    /// let store = MemoryStore::new();
+    /// let key = SessionKey::derive("doc", "apply_and_load");
+    /// let now = keycard::now_millis();
+    /// store.create(&key, &Record::new(now, 60_000, 3_600_000)).await?;
+    /// let add = [Change::Increment { key: "n".into(), by: 2 }];
+    /// let record = store.apply_and_load(&key, &add, now, 60_000).await?.unwrap();
+    /// assert_eq!(record.data["n"], 2);
+    /// # Ok::<(), Box<dyn std::error::Error>>(()) }).unwrap();
+    /// # fn tokio_test_block_on<F: std::future::Future>(f: F) -> F::Output {
+    /// #     tokio::runtime::Builder::new_current_thread().build().unwrap().block_on(f)
+    /// # }
+    /// ```
+    async fn apply_and_load(
+        &self,
+        key: &SessionKey,
+        changes: &[Change],
+        now: UnixMillis,
+        idle_ms: i64,
+    ) -> Result<Option<Record>, StoreError> {
+        let Some(mut record) = self.load(key).await? else {
+            return Ok(None);
+        };
+        if record.is_expired(now) {
+            return Ok(None);
+        }
+        let update = Update::slide(changes.to_vec(), &record, now, idle_ms);
+        match self.apply(key, &update).await? {
+            ApplyOutcome::Applied => {
+                record.apply(&update);
+                Ok(Some(record))
+            }
+            ApplyOutcome::Gone => Ok(None),
+        }
+    }
+
     /// Moves the record from `old` to `new` (ID rotation) and applies `update`,
     /// as one step where the store allows it. `Gone` when `old` does not exist.
     async fn cycle(
@@ -109,6 +161,15 @@ impl<S: SessionStore + ?Sized> SessionStore for Arc<S> {
     }
     async fn apply(&self, key: &SessionKey, update: &Update) -> Result<ApplyOutcome, StoreError> {
         (**self).apply(key, update).await
+    }
+    async fn apply_and_load(
+        &self,
+        key: &SessionKey,
+        changes: &[Change],
+        now: UnixMillis,
+        idle_ms: i64,
+    ) -> Result<Option<Record>, StoreError> {
+        (**self).apply_and_load(key, changes, now, idle_ms).await
     }
     async fn cycle(
         &self,

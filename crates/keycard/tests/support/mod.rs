@@ -6,8 +6,8 @@ pub mod auth_app;
 
 use async_trait::async_trait;
 use keycard::{
-    ApplyOutcome, CreateError, MemoryStore, Record, SessionKey, SessionStore, SessionSummary,
-    StoreError, UnixMillis, Update,
+    ApplyOutcome, Change, CreateError, MemoryStore, Record, SessionKey, SessionStore,
+    SessionSummary, StoreError, UnixMillis, Update,
 };
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
@@ -74,6 +74,8 @@ pub struct ProbeStore {
     pub writes: Arc<AtomicUsize>,
     pub down: Arc<AtomicBool>,
     pub hang: Arc<AtomicBool>,
+    /// `apply_and_load` calls: one round trip that writes and reads.
+    pub combined: Arc<AtomicUsize>,
 }
 
 impl ProbeStore {
@@ -82,6 +84,9 @@ impl ProbeStore {
     }
     pub fn writes(&self) -> usize {
         self.writes.load(Ordering::SeqCst)
+    }
+    pub fn combined(&self) -> usize {
+        self.combined.load(Ordering::SeqCst)
     }
     pub fn set_down(&self, down: bool) {
         self.down.store(down, Ordering::SeqCst);
@@ -113,6 +118,17 @@ impl SessionStore for ProbeStore {
         self.writes.fetch_add(1, Ordering::SeqCst);
         self.gate().await?;
         self.inner.apply(key, update).await
+    }
+    async fn apply_and_load(
+        &self,
+        key: &SessionKey,
+        changes: &[Change],
+        now: UnixMillis,
+        idle_ms: i64,
+    ) -> Result<Option<Record>, StoreError> {
+        self.combined.fetch_add(1, Ordering::SeqCst);
+        self.gate().await?;
+        self.inner.apply_and_load(key, changes, now, idle_ms).await
     }
     async fn cycle(
         &self,
