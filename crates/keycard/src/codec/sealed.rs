@@ -45,8 +45,8 @@
 
 use super::keyring::{KeyRing, KeyUse};
 use super::{base64url_len, check_cookie_size, CodecError, CookieCodec, Opened, MAX_COOKIE_SIZE};
-use aes_gcm::aead::{Aead, KeyInit, Payload};
-use aes_gcm::{Aes256Gcm, Nonce};
+use aes_gcm::aead::{AeadInPlace, KeyInit};
+use aes_gcm::{Aes256Gcm, Nonce, Tag};
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;
 use std::fmt;
@@ -159,20 +159,16 @@ impl CookieCodec for SealedCodec {
         };
         let nonce = crate::random_bytes::<NONCE_LEN>().map_err(|_| CodecError::Random)?;
         let aad = self.aad(*key_id, name);
-        let ciphertext = cipher
-            .encrypt(
-                Nonce::from_slice(&nonce),
-                Payload {
-                    msg: payload,
-                    aad: &aad,
-                },
-            )
-            .map_err(|_| CodecError::TooLarge(payload.len()))?;
+        // One buffer, encrypted in place: header, then ciphertext, then tag.
         let mut out = Vec::with_capacity(sealed_len);
         out.push(VERSION);
         out.extend_from_slice(&key_id.to_be_bytes());
         out.extend_from_slice(&nonce);
-        out.extend_from_slice(&ciphertext);
+        out.extend_from_slice(payload);
+        let tag = cipher
+            .encrypt_in_place_detached(Nonce::from_slice(&nonce), &aad, &mut out[HEADER_LEN..])
+            .map_err(|_| CodecError::TooLarge(payload.len()))?;
+        out.extend_from_slice(&tag);
         Ok(URL_SAFE_NO_PAD.encode(out))
     }
 
@@ -187,37 +183,34 @@ impl CookieCodec for SealedCodec {
         if value.len() > MAX_COOKIE_SIZE {
             return Err(CodecError::TooLarge(value.len()));
         }
-        let bytes = URL_SAFE_NO_PAD
+        let mut bytes = URL_SAFE_NO_PAD
             .decode(value)
             .map_err(|_| CodecError::Malformed("sealed value is not base64url"))?;
         if bytes.len() < HEADER_LEN + TAG_LEN {
             return Err(CodecError::Malformed("sealed value is too short"));
         }
-        let (header, ciphertext) = bytes.split_at(HEADER_LEN);
-        let (version, rest) = header.split_at(1);
-        let (id, nonce) = rest.split_at(2);
-        if version != [VERSION] {
+        if bytes[0] != VERSION {
             return Err(CodecError::Malformed(
                 "sealed value has an unknown format version",
             ));
         }
-        let key_id = u16::from_be_bytes([id[0], id[1]]);
+        let key_id = u16::from_be_bytes([bytes[1], bytes[2]]);
         let Some(index) = self.keys.iter().position(|(id, _)| *id == key_id) else {
             return Err(CodecError::UnknownKey);
         };
         let cipher = &self.keys[index].1;
         let aad = self.aad(key_id, name);
-        let payload = cipher
-            .decrypt(
-                Nonce::from_slice(nonce),
-                Payload {
-                    msg: ciphertext,
-                    aad: &aad,
-                },
-            )
+        // Decrypted in place: the buffer becomes header, payload, tag.
+        let tag_at = bytes.len() - TAG_LEN;
+        let tag = Tag::clone_from_slice(&bytes[tag_at..]);
+        let (header, ciphertext) = bytes[..tag_at].split_at_mut(HEADER_LEN);
+        cipher
+            .decrypt_in_place_detached(Nonce::from_slice(&header[3..]), &aad, ciphertext, &tag)
             .map_err(|_| CodecError::BadSignature)?;
+        bytes.truncate(tag_at);
+        bytes.drain(..HEADER_LEN);
         Ok(Opened {
-            payload,
+            payload: bytes,
             stale_key: index + 1 != self.keys.len(),
         })
     }

@@ -6,7 +6,7 @@ use crate::{
     StoreError, UnixMillis, Update,
 };
 use async_trait::async_trait;
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
 use std::sync::{Mutex, MutexGuard};
 
 const SHARDS: usize = 16;
@@ -42,7 +42,7 @@ struct Shard {
     /// expiry moves later (every touch) stays where it is and is refiled when
     /// that second comes due, so a touch costs no index work. An entry whose
     /// record is gone, or is filed elsewhere, is dropped when its second comes.
-    wheel: BTreeMap<i64, Vec<SessionKey>>,
+    wheel: BTreeMap<i64, VecDeque<SessionKey>>,
 }
 
 struct Entry {
@@ -83,7 +83,7 @@ struct Evicted {
 impl Shard {
     fn file(&mut self, key: SessionKey, expires: UnixMillis) -> i64 {
         let at = second(expires);
-        self.wheel.entry(at).or_default().push(key);
+        self.wheel.entry(at).or_default().push_back(key);
         at
     }
 
@@ -113,12 +113,23 @@ impl Shard {
     }
 
     /// Evicts records expired at `now`: looks at wheel entries of seconds up
-    /// to `now`'s, at most `max_visits` of them, deleting at most `max_deletes`.
-    fn evict(&mut self, now: UnixMillis, max_visits: usize, max_deletes: usize) -> Evicted {
+    /// to `now`'s, oldest first, at most `max_visits` of them, deleting at
+    /// most `max_deletes`.
+    ///
+    /// Within the current second, a write's eviction stops at the first
+    /// record not yet expired (records filed later in a second mostly expire
+    /// later); a sweep (`thorough`) looks at every entry of that second.
+    fn evict(
+        &mut self,
+        now: UnixMillis,
+        max_visits: usize,
+        max_deletes: usize,
+        thorough: bool,
+    ) -> Evicted {
         let mut evicted = Evicted::default();
         let mut visits = 0;
-        // Entries of the current second whose record is not yet expired wait here.
-        let mut not_yet = Vec::new();
+        // Entries of the current second whose record is not yet expired.
+        let mut not_yet = VecDeque::new();
         while visits < max_visits && evicted.count < max_deletes {
             let Some(mut bucket) = self.wheel.first_entry() else {
                 break;
@@ -127,7 +138,7 @@ impl Shard {
             if at > second(now) {
                 break;
             }
-            let Some(key) = bucket.get_mut().pop() else {
+            let Some(key) = bucket.get_mut().pop_front() else {
                 bucket.remove();
                 continue;
             };
@@ -146,7 +157,11 @@ impl Shard {
                 }
                 evicted.count += 1;
             } else if second(expires) == at {
-                not_yet.push(key);
+                if !thorough {
+                    bucket.get_mut().push_front(key);
+                    break;
+                }
+                not_yet.push_back(key);
             } else {
                 let filed = self.file(key, expires);
                 if let Some(entry) = self.records.get_mut(&key) {
@@ -155,7 +170,9 @@ impl Shard {
             }
         }
         if !not_yet.is_empty() {
-            self.wheel.entry(second(now)).or_default().extend(not_yet);
+            let bucket = self.wheel.entry(second(now)).or_default();
+            not_yet.append(bucket);
+            *bucket = not_yet;
         }
         evicted
     }
@@ -222,7 +239,7 @@ impl MemoryStore {
             shard.put(*key, record);
             (
                 replaced_user,
-                shard.evict(now, EVICT_PER_WRITE, EVICT_PER_WRITE),
+                shard.evict(now, EVICT_PER_WRITE, EVICT_PER_WRITE, false),
             )
         };
         self.index_user(*key, replaced_user.as_deref(), None);
@@ -350,7 +367,7 @@ impl SessionStore for MemoryStore {
             if swept >= limit {
                 break;
             }
-            let evicted = lock(shard).evict(now, usize::MAX, limit - swept);
+            let evicted = lock(shard).evict(now, usize::MAX, limit - swept, true);
             swept += evicted.count;
             self.unindex_all(evicted.users);
         }
