@@ -70,7 +70,8 @@ pub(crate) enum Conn {
     Cluster(ClusterConnection),
 }
 
-/// Opens a connection with both client-side timeouts set to `timeout`.
+/// Opens a connection whose connection attempts time out after `timeout`
+/// (and, in Cluster, each retried request too; the store bounds every call).
 pub(crate) async fn open(target: &Target, timeout: Duration) -> Result<Conn, ConnectError> {
     let unavailable = |e: redis::RedisError| ConnectError::Unavailable(e.to_string());
     match target {
@@ -82,9 +83,12 @@ pub(crate) async fn open(target: &Target, timeout: Duration) -> Result<Conn, Con
             // and time out. Without it a refused connection fails the call at
             // once (Unavailable), the next call tries again, and a returning
             // server is picked up by the first request after it is back.
+            //
+            // No response timeout of redis-rs's own: every call already runs
+            // under the store's deadline (`RedisStore::call`), and a second
+            // timer per round trip is measurable CPU (docs/performance.md).
             let config = ConnectionManagerConfig::new()
                 .set_connection_timeout(timeout)
-                .set_response_timeout(timeout)
                 .set_number_of_retries(0);
             let manager = ConnectionManager::new_with_config(client, config)
                 .await

@@ -2,14 +2,20 @@
 //!
 //! ```text
 //! {prefix}:s:{<64 hex>}        hash, one per session, PEXPIREAT = Record::expires_at
-//!     v                        layout version ("1")
-//!     m:created m:seen         created_at, last_seen       (decimal millis)
-//!     m:idle m:abs             idle / absolute deadline    (decimal millis)
+//!     v                        "2 <created> <seen> <idle> <abs>": layout version 2,
+//!                              then created_at, last_seen, idle and absolute
+//!                              deadlines (decimal Unix millis)
 //!     m:user m:ip m:ua         user_id, ip, user_agent     (absent when None)
 //!     d:<data key>             one JSON value per data key
 //! {prefix}:u:{<64 hex>}        set of session key hexes of one user; the hex is
 //!                              SessionKey::derive("redis-user-index", user_id)
 //! ```
+//!
+//! Layout 1 kept each time in a field of its own (`v` = "1", `m:created`,
+//! `m:seen`, `m:idle`, `m:abs`). It is still read, and the apply script
+//! rewrites such a session in layout 2 on its next write. Layout 2 has the
+//! same meaning in a third of the fields, which is what a load costs: every
+//! field is two values to send and parse.
 //!
 //! The braces are Redis Cluster hash tags: only the text between them picks the
 //! slot. A session is a single key, so every script on it runs in one slot;
@@ -20,18 +26,19 @@ use keycard::{Record, SessionKey, StoreError};
 use serde_json::{Map, Value};
 use std::collections::HashMap;
 
-/// The hash layout version written to the `v` field. Bump it (and keep a reader
-/// for the old one) whenever the meaning of a field changes.
-pub(crate) const LAYOUT_VERSION: &str = "1";
+/// The layout version at the start of the `v` field. Bump it (and keep a
+/// reader for the old one) whenever the meaning of a field changes.
+pub(crate) const LAYOUT_VERSION: &str = "2";
 
 pub(crate) const F_VERSION: &str = "v";
-pub(crate) const F_CREATED: &str = "m:created";
-pub(crate) const F_SEEN: &str = "m:seen";
-pub(crate) const F_IDLE: &str = "m:idle";
-pub(crate) const F_ABS: &str = "m:abs";
 pub(crate) const F_USER: &str = "m:user";
 pub(crate) const F_IP: &str = "m:ip";
 pub(crate) const F_UA: &str = "m:ua";
+// Layout 1's time fields, read only.
+const F1_CREATED: &str = "m:created";
+const F1_SEEN: &str = "m:seen";
+const F1_IDLE: &str = "m:idle";
+const F1_ABS: &str = "m:abs";
 /// Prefix of a data field: `d:` followed by the application's key.
 pub(crate) const DATA_PREFIX: &str = "d:";
 
@@ -113,14 +120,18 @@ pub(crate) fn json_text(value: &Value) -> String {
     serde_json::to_string(value).unwrap_or_else(|_| "null".to_owned())
 }
 
+/// The `v` field of layout 2: the version, then the four times.
+pub(crate) fn version_field(record: &Record) -> String {
+    format!(
+        "{LAYOUT_VERSION} {} {} {} {}",
+        record.created_at, record.last_seen, record.idle_deadline, record.absolute_deadline
+    )
+}
+
 /// The field/value pairs of a new record, metadata first.
 pub(crate) fn record_fields(record: &Record) -> Vec<(String, String)> {
-    let mut fields = Vec::with_capacity(8 + record.data.len());
-    fields.push((F_VERSION.to_owned(), LAYOUT_VERSION.to_owned()));
-    fields.push((F_CREATED.to_owned(), record.created_at.to_string()));
-    fields.push((F_SEEN.to_owned(), record.last_seen.to_string()));
-    fields.push((F_IDLE.to_owned(), record.idle_deadline.to_string()));
-    fields.push((F_ABS.to_owned(), record.absolute_deadline.to_string()));
+    let mut fields = Vec::with_capacity(4 + record.data.len());
+    fields.push((F_VERSION.to_owned(), version_field(record)));
     for (field, value) in [
         (F_USER, &record.user_id),
         (F_IP, &record.ip),
@@ -144,13 +155,19 @@ fn text(field: &str, bytes: Vec<u8>) -> Result<String, StoreError> {
     String::from_utf8(bytes).map_err(|_| corrupt(format_args!("field {field:?} is not UTF-8")))
 }
 
+fn integer(field: &str, text: &str) -> Result<i64, StoreError> {
+    text.parse().map_err(|_| {
+        corrupt(format_args!(
+            "field {field:?} holds a time that is not an integer"
+        ))
+    })
+}
+
 fn millis(fields: &mut HashMap<Vec<u8>, Vec<u8>>, field: &str) -> Result<i64, StoreError> {
     let bytes = fields
         .remove(field.as_bytes())
         .ok_or_else(|| corrupt(format_args!("missing field {field:?}")))?;
-    text(field, bytes)?
-        .parse()
-        .map_err(|_| corrupt(format_args!("field {field:?} is not an integer")))
+    integer(field, &text(field, bytes)?)
 }
 
 fn optional(
@@ -163,6 +180,37 @@ fn optional(
         .transpose()
 }
 
+/// created_at, last_seen, idle and absolute deadline, from either layout.
+fn times(fields: &mut HashMap<Vec<u8>, Vec<u8>>) -> Result<[i64; 4], StoreError> {
+    let version = fields
+        .remove(F_VERSION.as_bytes())
+        .ok_or_else(|| corrupt("missing layout version"))?;
+    let version = text(F_VERSION, version)?;
+    if version == "1" {
+        return Ok([
+            millis(fields, F1_CREATED)?,
+            millis(fields, F1_SEEN)?,
+            millis(fields, F1_IDLE)?,
+            millis(fields, F1_ABS)?,
+        ]);
+    }
+    let mut parts = version.split(' ');
+    if parts.next() != Some(LAYOUT_VERSION) {
+        return Err(corrupt(format_args!("unknown layout version {version:?}")));
+    }
+    let mut out = [0; 4];
+    for slot in &mut out {
+        let part = parts
+            .next()
+            .ok_or_else(|| corrupt("the version field is missing a time"))?;
+        *slot = integer(F_VERSION, part)?;
+    }
+    if parts.next().is_some() {
+        return Err(corrupt("the version field has extra values"));
+    }
+    Ok(out)
+}
+
 /// Rebuilds a record from `HGETALL` output. `Ok(None)` for an empty hash (Redis
 /// has no empty hashes: the key does not exist). Anything malformed is
 /// [`StoreError::Corrupt`], never a panic: the bytes may have been written by
@@ -173,20 +221,7 @@ pub(crate) fn decode_record(
     if fields.is_empty() {
         return Ok(None);
     }
-    match fields.remove(F_VERSION.as_bytes()) {
-        Some(version) if version == LAYOUT_VERSION.as_bytes() => {}
-        Some(version) => {
-            return Err(corrupt(format_args!(
-                "unknown layout version {:?}",
-                String::from_utf8_lossy(&version)
-            )))
-        }
-        None => return Err(corrupt("missing layout version")),
-    }
-    let created_at = millis(&mut fields, F_CREATED)?;
-    let last_seen = millis(&mut fields, F_SEEN)?;
-    let idle_deadline = millis(&mut fields, F_IDLE)?;
-    let absolute_deadline = millis(&mut fields, F_ABS)?;
+    let [created_at, last_seen, idle_deadline, absolute_deadline] = times(&mut fields)?;
     let user_id = optional(&mut fields, F_USER)?;
     let ip = optional(&mut fields, F_IP)?;
     let user_agent = optional(&mut fields, F_UA)?;
@@ -240,13 +275,17 @@ mod tests {
 
     #[test]
     fn malformed_hashes_are_corrupt() {
-        let good = to_map(record_fields(&Record::new(5, 10, 20)));
+        let mut record = Record::new(5, 10, 20);
+        record.data.insert("x".into(), json!(1));
+        let good = to_map(record_fields(&record));
         // (field, Some(new bytes)) overwrites, (field, None) removes.
-        let cases: [(&[u8], Option<&[u8]>); 7] = [
+        let cases: [(&[u8], Option<&[u8]>); 9] = [
             (b"v", None),
-            (b"v", Some(b"9")),
-            (b"m:idle", None),
-            (b"m:created", Some(b"soon")),
+            (b"v", Some(b"9 1 2 3 4")),
+            (b"v", Some(b"2 1 2 3")),
+            (b"v", Some(b"2 1 2 3 4 5")),
+            (b"v", Some(b"2 1 soon 3 4")),
+            (b"v", Some(b"1")),
             (b"m:user", Some(&[0xff, 0xfe])),
             (b"d:x", Some(b"{not json")),
             (&[b'd', b':', 0xff], Some(b"1")),
@@ -262,6 +301,23 @@ mod tests {
                 "case {i}"
             );
         }
+    }
+
+    #[test]
+    fn layout_1_is_still_read() {
+        let mut record = Record::new(5, 10, 20);
+        record.data.insert("n".into(), json!(3));
+        record.user_id = Some("u".into());
+        let fields = to_map(vec![
+            ("v".into(), "1".into()),
+            ("m:created".into(), "5".into()),
+            ("m:seen".into(), "5".into()),
+            ("m:idle".into(), "15".into()),
+            ("m:abs".into(), "25".into()),
+            ("m:user".into(), "u".into()),
+            ("d:n".into(), "3".into()),
+        ]);
+        assert_eq!(decode_record(fields).unwrap(), Some(record));
     }
 
     #[test]

@@ -21,9 +21,10 @@
 //!
 //! ```text
 //! {prefix}:s:{<key hex>}    hash: one session (PEXPIREAT at the earlier deadline)
-//!     v                     layout version, "1"
-//!     m:created m:seen      created_at, last_seen (decimal Unix millis)
-//!     m:idle m:abs          idle and absolute deadlines
+//!     v                     "2 <created> <seen> <idle> <abs>": layout version 2,
+//!                           then the four times (decimal Unix millis); layout 1
+//!                           (`v` = "1", `m:created` `m:seen` `m:idle` `m:abs`)
+//!                           is still read and rewritten on the next write
 //!     m:user m:ip m:ua      user ID, client address, User-Agent (absent when None)
 //!     d:<key>               one application value, as JSON text
 //! {prefix}:u:{<hash hex>}   set: the key hexes of one user's sessions; the hex is
@@ -42,7 +43,11 @@
 //!   [`apply`](keycard::SessionStore::apply) is one Lua script on one key: two
 //!   requests changing different keys both keep their change, increments are
 //!   `HINCRBY`'s 64-bit arithmetic, and a deleted session is never re-created.
-//! * **Loading is one round trip** (`HGETALL`).
+//! * **Loading is one round trip** (`HGETALL`), and so is a write that
+//!   needs the result:
+//!   [`apply_and_load`](keycard::SessionStore::apply_and_load) (what
+//!   `Session::increment` uses on an unloaded session) runs the apply script
+//!   with a reply mode that appends the hash after the update.
 //! * **Rotation is take-then-create.** In Cluster the old and new keys live in
 //!   different slots, which no script can span. [`cycle`](keycard::SessionStore::cycle)
 //!   atomically takes (reads and deletes) the old hash, applies the update in

@@ -47,18 +47,26 @@ return 1
 /// back a script's earlier writes when a later command fails.
 const APPLY: &str = r"
 local k = KEYS[1]
-local meta = redis.call('HMGET', k, 'v', 'm:idle', 'm:abs', 'm:user')
+local meta = redis.call('HMGET', k, 'v', 'm:user', 'm:created', 'm:idle', 'm:abs')
 if not meta[1] then return {0} end
-local idle, abs = tonumber(meta[2]), tonumber(meta[3])
-if not idle or not abs then return {2} end
+-- The times as decimal strings, from layout 2's `v` or layout 1's fields.
+local created, idle_s, abs_s
+if meta[1] == '1' then
+  created, idle_s, abs_s = meta[3], meta[4], meta[5]
+else
+  local seen
+  created, seen, idle_s, abs_s = string.match(meta[1], '^2 (%-?%d+) (%-?%d+) (%-?%d+) (%-?%d+)$')
+end
+local idle, abs = tonumber(idle_s or ''), tonumber(abs_s or '')
+if not created or not idle or not abs then return {2} end
 if math.min(idle, abs) <= tonumber(ARGV[1]) then return {0} end
 
 local new_idle, new_abs, expiry = ARGV[3], ARGV[4], ARGV[5]
 if new_abs == '' then
   -- Keep the stored absolute deadline; the idle one never passes it. The
   -- strings are written back as given: Lua numbers are doubles.
-  new_abs = meta[3]
-  if tonumber(new_idle) > abs then new_idle = meta[3] end
+  new_abs = abs_s
+  if tonumber(new_idle) > abs then new_idle = abs_s end
   expiry = new_idle
 end
 
@@ -128,10 +136,11 @@ if ARGV[8] == '=' then
   if ARGV[9] == '=' then redis.call('HSET', k, 'm:ip', ARGV[10]) else redis.call('HDEL', k, 'm:ip') end
   if ARGV[11] == '=' then redis.call('HSET', k, 'm:ua', ARGV[12]) else redis.call('HDEL', k, 'm:ua') end
 end
-redis.call('HSET', k, 'm:seen', ARGV[2], 'm:idle', new_idle, 'm:abs', new_abs)
+redis.call('HSET', k, 'v', '2 ' .. created .. ' ' .. ARGV[2] .. ' ' .. new_idle .. ' ' .. new_abs)
+if meta[1] == '1' then redis.call('HDEL', k, 'm:created', 'm:seen', 'm:idle', 'm:abs') end
 redis.call('PEXPIREAT', k, expiry)
 local reply = {1, 0, ''}
-if meta[4] then reply = {1, 1, meta[4]} end
+if meta[2] then reply = {1, 1, meta[2]} end
 if ARGV[13] == 'all' then reply[4] = redis.call('HGETALL', k) end
 return reply
 ";

@@ -115,21 +115,15 @@ async fn layout_is_one_hash_per_session_with_native_expiry() {
     let fields: HashMap<String, String> = conn.hgetall(&name).await.unwrap();
     let mut names: Vec<&str> = fields.keys().map(String::as_str).collect();
     names.sort_unstable();
-    assert_eq!(
-        names,
-        [
-            "d:theme",
-            "m:abs",
-            "m:created",
-            "m:idle",
-            "m:ip",
-            "m:seen",
-            "m:user",
-            "v"
-        ]
-    );
+    assert_eq!(names, ["d:theme", "m:ip", "m:user", "v"]);
     assert_eq!(fields["d:theme"], "\"dark\"");
-    assert_eq!(fields["v"], "1");
+    assert_eq!(
+        fields["v"],
+        format!(
+            "2 {} {} {} {}",
+            record.created_at, record.last_seen, record.idle_deadline, record.absolute_deadline
+        )
+    );
     let expire_at: i64 = redis::cmd("PEXPIRETIME")
         .arg(&name)
         .query_async(&mut conn)
@@ -228,6 +222,63 @@ async fn increments_match_the_reference_at_the_edges() {
     }
 }
 
+/// A session written in layout 1 is read, and rewritten in layout 2 by its
+/// next write, with nothing lost.
+#[tokio::test]
+async fn layout_1_sessions_are_read_and_upgraded() {
+    let Some(url) = url(STANDALONE) else { return };
+    let store = connect(&url).await;
+    let key = fresh_key();
+    let name = store.session_key_name(&key);
+    let now = now_millis();
+    let (created, idle, abs) = (now - 1_000, now + 60_000, now + 120_000);
+    let mut conn = raw(&url).await;
+    let _: () = conn
+        .hset_multiple(
+            &name,
+            &[
+                ("v", "1".to_owned()),
+                ("m:created", created.to_string()),
+                ("m:seen", created.to_string()),
+                ("m:idle", idle.to_string()),
+                ("m:abs", abs.to_string()),
+                ("d:n", "41".to_owned()),
+            ],
+        )
+        .await
+        .unwrap();
+    let _: () = conn.pexpire(&name, 60_000).await.unwrap();
+    let loaded = store.load(&key).await.unwrap().expect("layout 1 is read");
+    assert_eq!(
+        (
+            loaded.created_at,
+            loaded.idle_deadline,
+            loaded.absolute_deadline
+        ),
+        (created, idle, abs)
+    );
+    let change = [Change::Increment {
+        key: "n".into(),
+        by: 1,
+    }];
+    let after = store
+        .apply_and_load(&key, &change, now, 30_000)
+        .await
+        .unwrap()
+        .expect("live");
+    assert_eq!(after.data["n"], json!(42));
+    assert_eq!((after.created_at, after.absolute_deadline), (created, abs));
+    assert_eq!(after.idle_deadline, now + 30_000);
+    let fields: HashMap<String, String> = conn.hgetall(&name).await.unwrap();
+    let mut names: Vec<&str> = fields.keys().map(String::as_str).collect();
+    names.sort_unstable();
+    assert_eq!(names, ["d:n", "v"]);
+    assert_eq!(
+        fields["v"],
+        format!("2 {created} {now} {} {abs}", now + 30_000)
+    );
+}
+
 /// Bad bytes under our key names are `Corrupt`, never a panic or a wrong record.
 #[tokio::test]
 async fn corrupt_records_are_reported_not_served() {
@@ -239,8 +290,9 @@ async fn corrupt_records_are_reported_not_served() {
         .await
         .unwrap();
     let mut conn = raw(&url).await;
-    let cases: [&[(&str, &str)]; 4] = [
-        &[("v", "9"), ("m:created", "1")],
+    let cases: [&[(&str, &str)]; 6] = [
+        &[("v", "9 1 1 1 1")],
+        &[("v", "2 yesterday 1 1 1")],
         &[
             ("v", "1"),
             ("m:created", "yesterday"),
@@ -248,7 +300,8 @@ async fn corrupt_records_are_reported_not_served() {
             ("m:idle", "1"),
             ("m:abs", "1"),
         ],
-        &[("m:created", "1")],
+        &[("m:user", "1")],
+        &[("v", "2 1 1 9999999999999 9999999999999"), ("d:x", "{oops")],
         &[
             ("v", "1"),
             ("m:created", "1"),
