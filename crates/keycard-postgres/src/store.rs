@@ -359,30 +359,20 @@ impl SessionStore for PostgresStore {
         key: &SessionKey,
         changes: &[Change],
         now: UnixMillis,
-        idle_ms: i64,
     ) -> Result<Option<Record>, StoreError> {
         let changes = changes_json(changes)?;
-        let idle_deadline = now.saturating_add(idle_ms);
         self.timed(async {
             let client = self.client().await?;
             // One UPDATE ... RETURNING: the row lock orders concurrent
             // requests, and each returns the row as its own change left it.
-            // On the right of SET, columns are the old row's: the absolute
-            // deadline stays and caps the idle one.
             let sql = format!(
-                "UPDATE keycard_sessions SET \
-                 data = CASE WHEN $2::text IS NULL THEN data ELSE keycard_apply_changes(data, $2::text::jsonb) END, \
-                 last_seen = $3::bigint, idle_deadline = LEAST($4::bigint, absolute_deadline), \
-                 expires_at = LEAST($4::bigint, absolute_deadline) \
+                "UPDATE keycard_sessions SET data = {UPDATED_DATA} \
                  WHERE key = $1::bytea AND expires_at > $3::bigint \
                  RETURNING {RECORD_COLUMNS}"
             );
             let statement = client.prepare_cached(&sql).await.map_err(pg_error)?;
             let row = client
-                .query_opt(
-                    &statement,
-                    &[&key.as_bytes().as_slice(), &changes, &now, &idle_deadline],
-                )
+                .query_opt(&statement, &[&key.as_bytes().as_slice(), &changes, &now])
                 .await
                 .map_err(pg_error)?;
             row.as_ref().map(record_from_row).transpose()

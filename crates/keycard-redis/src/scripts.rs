@@ -30,22 +30,15 @@ return 1
 /// `KEYS[1]` session hash. `ARGV`: 1 now, 2 last_seen, 3 idle deadline,
 /// 4 absolute deadline, 5 expiry, 6 user mode (`k` keep, `-` clear, `=` set),
 /// 7 user, 8 client mode (`k`/`=`), 9 ip mode (`-`/`=`), 10 ip, 11 ua mode,
-/// 12 ua, 13 reply mode, then the changes: `S field json`, `R field`, `C`,
-/// `I field by`.
-///
-/// An empty absolute deadline (4) keeps the stored one, and the idle
-/// deadline is then capped by it and is the expiry (5 is ignored): a touch
-/// for [`apply_and_load`](keycard::SessionStore::apply_and_load), which does
-/// not know the deadlines before it runs. Reply mode `all` appends the whole
-/// hash (`HGETALL`) to the reply, so the caller needs no second round trip.
+/// 12 ua, then the changes from 13 (see [`CHANGES`]).
 ///
 /// Returns `{0}` when gone (missing, or past a deadline by the caller's clock),
 /// `{2}` when the stored deadlines are unreadable, else `{1, has_user, user}`
-/// with the user *before* the update, for the index (and the hash after it).
+/// with the user *before* the update, for the index.
 ///
 /// Everything is validated before the first write, because Redis does not roll
 /// back a script's earlier writes when a later command fails.
-const APPLY: &str = r"
+const APPLY_HEAD: &str = r"
 local k = KEYS[1]
 local meta = redis.call('HMGET', k, 'v', 'm:user', 'm:created', 'm:idle', 'm:abs')
 if not meta[1] then return {0} end
@@ -54,22 +47,51 @@ local created, idle_s, abs_s
 if meta[1] == '1' then
   created, idle_s, abs_s = meta[3], meta[4], meta[5]
 else
-  local seen
-  created, seen, idle_s, abs_s = string.match(meta[1], '^2 (%-?%d+) (%-?%d+) (%-?%d+) (%-?%d+)$')
+  created, idle_s, abs_s = string.match(meta[1], '^2 (%-?%d+) %-?%d+ (%-?%d+) (%-?%d+)$')
 end
 local idle, abs = tonumber(idle_s or ''), tonumber(abs_s or '')
 if not created or not idle or not abs then return {2} end
 if math.min(idle, abs) <= tonumber(ARGV[1]) then return {0} end
+local first = 13
+";
 
-local new_idle, new_abs, expiry = ARGV[3], ARGV[4], ARGV[5]
-if new_abs == '' then
-  -- Keep the stored absolute deadline; the idle one never passes it. The
-  -- strings are written back as given: Lua numbers are doubles.
-  new_abs = abs_s
-  if tonumber(new_idle) > abs then new_idle = abs_s end
-  expiry = new_idle
+const APPLY_TAIL: &str = r"
+if ARGV[6] == '-' then redis.call('HDEL', k, 'm:user')
+elseif ARGV[6] == '=' then redis.call('HSET', k, 'm:user', ARGV[7]) end
+if ARGV[8] == '=' then
+  if ARGV[9] == '=' then redis.call('HSET', k, 'm:ip', ARGV[10]) else redis.call('HDEL', k, 'm:ip') end
+  if ARGV[11] == '=' then redis.call('HSET', k, 'm:ua', ARGV[12]) else redis.call('HDEL', k, 'm:ua') end
 end
+-- The strings are written back as given: Lua numbers are doubles.
+redis.call('HSET', k, 'v', '2 ' .. created .. ' ' .. ARGV[2] .. ' ' .. ARGV[3] .. ' ' .. ARGV[4])
+if meta[1] == '1' then redis.call('HDEL', k, 'm:created', 'm:seen', 'm:idle', 'm:abs') end
+redis.call('PEXPIREAT', k, ARGV[5])
+if meta[2] then return {1, 1, meta[2]} end
+return {1, 0, ''}
+";
 
+/// Applies data changes to an existing session and returns the whole hash
+/// after them (`HGETALL`), or nil when the key does not exist: for
+/// [`apply_and_load`](keycard::SessionStore::apply_and_load), one round trip
+/// for a write whose result is needed. Deadlines are not touched; a live
+/// session's key exists exactly until its deadline (`PEXPIREAT`), so
+/// existence is liveness.
+///
+/// `KEYS[1]` session hash; `ARGV` the changes from 1 (see [`CHANGES`]).
+const APPLY_LOAD_HEAD: &str = r"
+local k = KEYS[1]
+if redis.call('EXISTS', k) == 0 then return false end
+local first = 1
+";
+
+const APPLY_LOAD_TAIL: &str = r"
+return redis.call('HGETALL', k)
+";
+
+/// The change list both apply scripts run on hash `k`, from `ARGV[first]`:
+/// `S field json` (set), `R field` (remove), `C` (clear every data field),
+/// `I field by` (increment). A malformed list is refused before any write.
+const CHANGES: &str = r"
 local I64_MAX, I64_MIN = '9223372036854775807', '-9223372036854775808'
 -- Whether canonical integer text fits in an i64 (serde_json's as_i64).
 local function fits_i64(s)
@@ -97,19 +119,19 @@ local function increment(field, by)
   end
 end
 
--- A first pass checks the change list, so a malformed one writes nothing.
 local arity = {S = 3, R = 2, C = 1, I = 3}
-local j = 14
-while j <= #ARGV do
+local n = #ARGV
+local j = first
+while j <= n do
   local step = arity[ARGV[j]]
-  if not step or j + step - 1 > #ARGV then
+  if not step or j + step - 1 > n then
     return redis.error_reply('keycard: malformed change list')
   end
   j = j + step
 end
 
-local i = 14
-while i <= #ARGV do
+local i = first
+while i <= n do
   local op = ARGV[i]
   if op == 'S' then
     redis.call('HSET', k, ARGV[i + 1], ARGV[i + 2]); i = i + 3
@@ -129,20 +151,6 @@ while i <= #ARGV do
     increment(ARGV[i + 1], ARGV[i + 2]); i = i + 3
   end
 end
-
-if ARGV[6] == '-' then redis.call('HDEL', k, 'm:user')
-elseif ARGV[6] == '=' then redis.call('HSET', k, 'm:user', ARGV[7]) end
-if ARGV[8] == '=' then
-  if ARGV[9] == '=' then redis.call('HSET', k, 'm:ip', ARGV[10]) else redis.call('HDEL', k, 'm:ip') end
-  if ARGV[11] == '=' then redis.call('HSET', k, 'm:ua', ARGV[12]) else redis.call('HDEL', k, 'm:ua') end
-end
-redis.call('HSET', k, 'v', '2 ' .. created .. ' ' .. ARGV[2] .. ' ' .. new_idle .. ' ' .. new_abs)
-if meta[1] == '1' then redis.call('HDEL', k, 'm:created', 'm:seen', 'm:idle', 'm:abs') end
-redis.call('PEXPIREAT', k, expiry)
-local reply = {1, 0, ''}
-if meta[2] then reply = {1, 1, meta[2]} end
-if ARGV[13] == 'all' then reply[4] = redis.call('HGETALL', k) end
-return reply
 ";
 
 /// Removes a session and hands back all its fields (`HGETALL` + `DEL`), for
@@ -186,6 +194,7 @@ return 1
 pub(crate) struct Scripts {
     pub(crate) create: Script,
     pub(crate) apply: Script,
+    pub(crate) apply_load: Script,
     pub(crate) take: Script,
     pub(crate) delete: Script,
     pub(crate) delete_if_user: Script,
@@ -196,7 +205,8 @@ impl Scripts {
     pub(crate) fn new() -> Self {
         Scripts {
             create: Script::new(CREATE),
-            apply: Script::new(APPLY),
+            apply: Script::new(&[APPLY_HEAD, CHANGES, APPLY_TAIL].concat()),
+            apply_load: Script::new(&[APPLY_LOAD_HEAD, CHANGES, APPLY_LOAD_TAIL].concat()),
             take: Script::new(TAKE),
             delete: Script::new(DELETE),
             delete_if_user: Script::new(DELETE_IF_USER),

@@ -210,11 +210,8 @@ fn push_change(invocation: &mut redis::ScriptInvocation<'_>, change: &Change) {
 /// What the apply script answered.
 enum Applied {
     Gone,
-    /// Applied: the user before the update, and the hash after it when asked.
-    Done {
-        old_user: Option<String>,
-        fields: Option<Fields>,
-    },
+    /// Applied; the user before the update.
+    Done(Option<String>),
 }
 
 fn parse_apply_reply(reply: Vec<Value>) -> Result<Applied, StoreError> {
@@ -249,12 +246,7 @@ fn parse_apply_reply(reply: Vec<Value>) -> Result<Applied, StoreError> {
                         .map_err(|_| StoreError::Corrupt("stored user ID is not UTF-8".into()))?,
                 ),
             };
-            let fields = reply
-                .next()
-                .map(|v| redis::from_redis_value::<Fields>(&v))
-                .transpose()
-                .map_err(store_error)?;
-            Ok(Applied::Done { old_user, fields })
+            Ok(Applied::Done(old_user))
         }
         2 => Err(StoreError::Corrupt(
             "stored deadlines are not integers".into(),
@@ -315,13 +307,12 @@ impl SessionStore for RedisStore {
                 }
             }
         }
-        invocation.arg("");
         for change in &update.changes {
             push_change(&mut invocation, change);
         }
         let old_user = match self.run_apply(&invocation).await? {
             Applied::Gone => return Ok(ApplyOutcome::Gone),
-            Applied::Done { old_user, .. } => old_user,
+            Applied::Done(old_user) => old_user,
         };
         // The session write is done; now the index (another slot). Adding on
         // every write, not only on a user change, stretches the index TTL with
@@ -343,39 +334,22 @@ impl SessionStore for RedisStore {
         &self,
         key: &SessionKey,
         changes: &[Change],
-        now: UnixMillis,
-        idle_ms: i64,
+        _now: UnixMillis,
     ) -> Result<Option<Record>, StoreError> {
-        let mut invocation = self.scripts.apply.key(self.names.session(key));
-        // An empty absolute deadline: the script keeps the stored one and
-        // caps the idle deadline by it (see the script).
-        invocation
-            .arg(now)
-            .arg(now)
-            .arg(now.saturating_add(idle_ms))
-            .arg("")
-            .arg("")
-            .arg("k")
-            .arg("")
-            .arg("k")
-            .arg("-")
-            .arg("")
-            .arg("-")
-            .arg("")
-            .arg("all");
+        // Liveness is the key's existence: Redis drops it at its deadline.
+        let mut invocation = self.scripts.apply_load.key(self.names.session(key));
         for change in changes {
             push_change(&mut invocation, change);
         }
-        let Applied::Done { fields, .. } = self.run_apply(&invocation).await? else {
+        let mut conn = self.conn.clone();
+        let fields: Option<Fields> = self.call(invocation.invoke_async(&mut conn)).await?;
+        let Some(record) = fields.map(decode_record).transpose()?.flatten() else {
             return Ok(None);
         };
-        let record = decode_record(fields.unwrap_or_default())?;
-        if let Some(record) = &record {
-            if let Some(user) = &record.user_id {
-                self.index_add(user, key, record.expires_at()).await?;
-            }
+        if let Some(user) = &record.user_id {
+            self.index_add(user, key, record.expires_at()).await?;
         }
-        Ok(record)
+        Ok(Some(record))
     }
 
     async fn cycle(

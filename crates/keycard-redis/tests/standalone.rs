@@ -262,13 +262,24 @@ async fn layout_1_sessions_are_read_and_upgraded() {
         by: 1,
     }];
     let after = store
-        .apply_and_load(&key, &change, now, 30_000)
+        .apply_and_load(&key, &change, now)
         .await
         .unwrap()
         .expect("live");
     assert_eq!(after.data["n"], json!(42));
-    assert_eq!((after.created_at, after.absolute_deadline), (created, abs));
-    assert_eq!(after.idle_deadline, now + 30_000);
+    // The next full write (a touch here) rewrites it in layout 2.
+    let update = Update {
+        changes: vec![],
+        user_id: None,
+        client: None,
+        last_seen: now,
+        idle_deadline: now + 30_000,
+        absolute_deadline: abs,
+    };
+    assert_eq!(
+        store.apply(&key, &update).await.unwrap(),
+        ApplyOutcome::Applied
+    );
     let fields: HashMap<String, String> = conn.hgetall(&name).await.unwrap();
     let mut names: Vec<&str> = fields.keys().map(String::as_str).collect();
     names.sort_unstable();
@@ -276,6 +287,12 @@ async fn layout_1_sessions_are_read_and_upgraded() {
     assert_eq!(
         fields["v"],
         format!("2 {created} {now} {} {abs}", now + 30_000)
+    );
+    let reloaded = store.load(&key).await.unwrap().expect("live");
+    assert_eq!(reloaded.data["n"], json!(42));
+    assert_eq!(
+        (reloaded.created_at, reloaded.idle_deadline),
+        (created, now + 30_000)
     );
 }
 

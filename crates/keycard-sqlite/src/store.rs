@@ -397,7 +397,6 @@ impl SessionStore for SqliteStore {
         key: &SessionKey,
         changes: &[Change],
         now: UnixMillis,
-        idle_ms: i64,
     ) -> Result<Option<Record>, StoreError> {
         let (key, changes) = (*key, changes.to_vec());
         self.write(move |conn| {
@@ -407,7 +406,9 @@ impl SessionStore for SqliteStore {
             let Some(mut record) = schema::read(&tx, &key)?.filter(|r| !r.is_expired(now)) else {
                 return Ok(None);
             };
-            record.apply(&Update::slide(changes, &record, now, idle_ms));
+            for change in &changes {
+                change.apply_to(&mut record.data);
+            }
             upsert(&tx, &key, &record, None)?;
             tx.commit().map_err(store_error)?;
             Ok(Some(record))

@@ -61,9 +61,8 @@ impl SessionStore for TempStore {
         key: &SessionKey,
         changes: &[Change],
         now: UnixMillis,
-        idle_ms: i64,
     ) -> Result<Option<Record>, StoreError> {
-        self.store.apply_and_load(key, changes, now, idle_ms).await
+        self.store.apply_and_load(key, changes, now).await
     }
     async fn cycle(
         &self,

@@ -97,7 +97,7 @@ struct State {
     /// The request was refused (CSRF): write nothing, set no cookie.
     abandoned: bool,
     /// A change was applied together with the load (`apply_first`): the
-    /// record is already written and touched.
+    /// store already holds it.
     applied_early: bool,
 }
 
@@ -403,12 +403,7 @@ impl Session {
         state.loaded = true;
         let now = now_millis();
         let store_key = id.key();
-        let call = store.apply_and_load(
-            &store_key,
-            std::slice::from_ref(change),
-            now,
-            ctx.config.idle_ms(),
-        );
+        let call = store.apply_and_load(&store_key, std::slice::from_ref(change), now);
         match timed(&ctx.config, call).await {
             Ok(Some(record)) => {
                 state.applied_early = true;

@@ -506,19 +506,17 @@ pub async fn concurrent_increments_all_kept(store: Arc<impl SessionStore>) {
     assert_eq!(loaded.data["n"], json!(320));
 }
 
-/// `apply_and_load` applies the changes, slides the idle deadline (never past
-/// the absolute one, which stays) and returns what a load then returns.
+/// `apply_and_load` applies the changes, leaves the deadlines and
+/// `last_seen` alone, and returns what a load then returns.
 pub async fn apply_and_load_writes_then_reads(store: Arc<impl SessionStore>) {
     let key = fresh_key();
-    let created = now_millis() - 5_000;
-    let mut record = Record::new(created, 10_000, 20_000);
+    let mut record = Record::new(now_millis() - 5_000, 60_000, 3_600_000);
     record.data = json!({"n": 40, "keep": "me"})
         .as_object()
         .cloned()
         .unwrap_or_default();
     record.user_id = Some(fresh_user());
     store.create(&key, &record).await.unwrap();
-    let now = now_millis();
     let changes = [
         Change::Increment {
             key: "n".into(),
@@ -530,7 +528,7 @@ pub async fn apply_and_load_writes_then_reads(store: Arc<impl SessionStore>) {
         },
     ];
     let after = store
-        .apply_and_load(&key, &changes, now, 60_000)
+        .apply_and_load(&key, &changes, now_millis())
         .await
         .unwrap()
         .expect("live record");
@@ -538,10 +536,15 @@ pub async fn apply_and_load_writes_then_reads(store: Arc<impl SessionStore>) {
     assert_eq!(after.data["s"], json!([1, "two"]));
     assert_eq!(after.data["keep"], json!("me"));
     assert_eq!(after.user_id, record.user_id);
-    assert_eq!(after.created_at, created);
-    assert_eq!(after.last_seen, now);
-    assert_eq!(after.absolute_deadline, record.absolute_deadline);
-    assert_eq!(after.idle_deadline, record.absolute_deadline, "capped");
+    let times = |r: &Record| {
+        (
+            r.created_at,
+            r.last_seen,
+            r.idle_deadline,
+            r.absolute_deadline,
+        )
+    };
+    assert_eq!(times(&after), times(&record));
     assert_eq!(store.load(&key).await.unwrap(), Some(after));
 }
 
@@ -555,10 +558,7 @@ pub async fn apply_and_load_never_revives(store: Arc<impl SessionStore>) {
     let missing = fresh_key();
     let now = now_millis();
     assert_eq!(
-        store
-            .apply_and_load(&missing, &change, now, 60_000)
-            .await
-            .unwrap(),
+        store.apply_and_load(&missing, &change, now).await.unwrap(),
         None
     );
     assert_eq!(store.load(&missing).await.unwrap(), None);
@@ -570,10 +570,7 @@ pub async fn apply_and_load_never_revives(store: Arc<impl SessionStore>) {
         .unwrap();
     store.delete(&deleted).await.unwrap();
     assert_eq!(
-        store
-            .apply_and_load(&deleted, &change, now, 60_000)
-            .await
-            .unwrap(),
+        store.apply_and_load(&deleted, &change, now).await.unwrap(),
         None
     );
     assert_eq!(store.load(&deleted).await.unwrap(), None);
@@ -585,7 +582,7 @@ pub async fn apply_and_load_never_revives(store: Arc<impl SessionStore>) {
         .unwrap();
     assert_eq!(
         store
-            .apply_and_load(&expired, &change, now_millis(), 60_000)
+            .apply_and_load(&expired, &change, now_millis())
             .await
             .unwrap(),
         None
@@ -621,7 +618,7 @@ pub async fn concurrent_apply_and_load_all_kept(store: Arc<impl SessionStore>) {
                 let mut seen = Vec::new();
                 for _ in 0..10 {
                     let record = store
-                        .apply_and_load(&key, &change, now_millis(), 60_000)
+                        .apply_and_load(&key, &change, now_millis())
                         .await
                         .unwrap()
                         .expect("live record");

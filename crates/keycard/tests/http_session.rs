@@ -379,6 +379,25 @@ async fn an_increment_first_is_one_store_call() {
 }
 
 #[tokio::test]
+async fn writes_alone_keep_a_session_alive() {
+    // The one-round-trip write moves no deadline itself; the layer's
+    // throttled touch (every quarter of the idle timeout) must still do it.
+    let config = SessionConfig::default().with_idle_timeout(Duration::from_millis(2_000));
+    let (base, _store) = start(config).await;
+    let id = new_session(&base).await;
+    for expected in 1..=6 {
+        tokio::time::sleep(Duration::from_millis(600)).await;
+        let r = post_with(&base, "/incr", &id).await;
+        assert_eq!(
+            set_cookie(&r, NAME),
+            None,
+            "request {expected} lost the session"
+        );
+        assert_eq!(r.text().await.unwrap(), expected.to_string());
+    }
+}
+
+#[tokio::test]
 async fn an_increment_first_on_a_dead_session_starts_a_new_one() {
     let (base, store) = start(SessionConfig::default()).await;
     let id = new_session(&base).await;

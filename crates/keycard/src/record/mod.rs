@@ -244,24 +244,23 @@ impl Update {
         }
     }
 
-    /// Data changes plus a touch of `record`: seen at `now`, idle deadline
-    /// moved to `now + idle_ms` but never past the record's absolute
-    /// deadline, which stays (what
-    /// [`SessionStore::apply_and_load`](crate::SessionStore::apply_and_load) does).
+    /// Data changes that leave `record`'s deadlines and `last_seen` as they
+    /// are (what [`SessionStore::apply_and_load`](crate::SessionStore::apply_and_load)
+    /// applies).
     ///
     /// ```
     /// use keycard::{Record, Update};
     /// let record = Record::new(0, 1_000, 5_000);
-    /// let update = Update::slide(vec![], &record, 4_500, 1_000);
-    /// assert_eq!((update.idle_deadline, update.absolute_deadline), (5_000, 5_000));
+    /// let update = Update::keeping_deadlines(vec![], &record);
+    /// assert_eq!((update.idle_deadline, update.absolute_deadline), (1_000, 5_000));
     /// ```
-    pub fn slide(changes: Vec<Change>, record: &Record, now: UnixMillis, idle_ms: i64) -> Self {
+    pub fn keeping_deadlines(changes: Vec<Change>, record: &Record) -> Self {
         Update {
             changes,
             user_id: None,
             client: None,
-            last_seen: now,
-            idle_deadline: now.saturating_add(idle_ms).min(record.absolute_deadline),
+            last_seen: record.last_seen,
+            idle_deadline: record.idle_deadline,
             absolute_deadline: record.absolute_deadline,
         }
     }

@@ -302,15 +302,16 @@ impl SessionStore for MemoryStore {
         key: &SessionKey,
         changes: &[Change],
         now: UnixMillis,
-        idle_ms: i64,
     ) -> Result<Option<Record>, StoreError> {
         let mut shard = self.shard(key);
         let Some(entry) = shard.records.get(key).filter(|e| expires_at(e) > now) else {
             return Ok(None);
         };
         let mut record = decode(entry)?;
-        // No user change, so the user index stays as it is.
-        record.apply(&Update::slide(changes.to_vec(), &record, now, idle_ms));
+        // Only data changes: the user index and the expiry wheel stay as they are.
+        for change in changes {
+            change.apply_to(&mut record.data);
+        }
         shard.put(*key, &record);
         Ok(Some(record))
     }

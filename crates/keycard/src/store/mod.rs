@@ -61,19 +61,20 @@ pub trait SessionStore: Send + Sync + 'static {
     /// the record does not exist: a deleted session is never brought back.
     async fn apply(&self, key: &SessionKey, update: &Update) -> Result<ApplyOutcome, StoreError>;
 
-    /// Applies `changes` to a live record, slides its idle deadline and
-    /// returns the record as it is afterwards; `Ok(None)` (nothing written)
-    /// when there is no live record.
+    /// Applies `changes` to the record if it is live at `now`, and returns
+    /// the record as it is afterwards; `Ok(None)` (nothing written) when
+    /// there is no live record. Deadlines and `last_seen` stay as they are:
+    /// moving them is a touch, which the layer sends (throttled) on its own.
     ///
-    /// The slide is a touch's: `last_seen = now` and `idle_deadline = now +
-    /// idle_ms`, capped by the stored absolute deadline, which stays. The
-    /// layer calls this when a request's first use of its session is a write
-    /// whose result it needs ([`Session::increment`](crate::Session::increment)),
+    /// The layer calls this when a request's first use of its session is a
+    /// write whose result it needs ([`Session::increment`](crate::Session::increment)),
     /// so that write costs one round trip instead of a load and an apply.
     ///
-    /// The default does exactly that load and [`apply`](Self::apply) (two
-    /// round trips, and the returned record is the loaded one with the
-    /// changes applied locally); stores that can should answer in one step.
+    /// The default does exactly that load and [`apply`](Self::apply): two
+    /// round trips, and the returned record is the loaded one with the changes
+    /// applied locally, so concurrent callers may see the same count. Stores
+    /// should answer in one atomic step; the conformance kit checks that
+    /// concurrent increments each see a distinct count.
     ///
     /// ```
     /// # tokio_test_block_on(async {
@@ -83,7 +84,7 @@ pub trait SessionStore: Send + Sync + 'static {
     /// let now = keycard::now_millis();
     /// store.create(&key, &Record::new(now, 60_000, 3_600_000)).await?;
     /// let add = [Change::Increment { key: "n".into(), by: 2 }];
-    /// let record = store.apply_and_load(&key, &add, now, 60_000).await?.unwrap();
+    /// let record = store.apply_and_load(&key, &add, now).await?.unwrap();
     /// assert_eq!(record.data["n"], 2);
     /// # Ok::<(), Box<dyn std::error::Error>>(()) }).unwrap();
     /// # fn tokio_test_block_on<F: std::future::Future>(f: F) -> F::Output {
@@ -95,7 +96,6 @@ pub trait SessionStore: Send + Sync + 'static {
         key: &SessionKey,
         changes: &[Change],
         now: UnixMillis,
-        idle_ms: i64,
     ) -> Result<Option<Record>, StoreError> {
         let Some(mut record) = self.load(key).await? else {
             return Ok(None);
@@ -103,7 +103,7 @@ pub trait SessionStore: Send + Sync + 'static {
         if record.is_expired(now) {
             return Ok(None);
         }
-        let update = Update::slide(changes.to_vec(), &record, now, idle_ms);
+        let update = Update::keeping_deadlines(changes.to_vec(), &record);
         match self.apply(key, &update).await? {
             ApplyOutcome::Applied => {
                 record.apply(&update);
@@ -167,9 +167,8 @@ impl<S: SessionStore + ?Sized> SessionStore for Arc<S> {
         key: &SessionKey,
         changes: &[Change],
         now: UnixMillis,
-        idle_ms: i64,
     ) -> Result<Option<Record>, StoreError> {
-        (**self).apply_and_load(key, changes, now, idle_ms).await
+        (**self).apply_and_load(key, changes, now).await
     }
     async fn cycle(
         &self,

@@ -124,11 +124,10 @@ impl SessionStore for ProbeStore {
         key: &SessionKey,
         changes: &[Change],
         now: UnixMillis,
-        idle_ms: i64,
     ) -> Result<Option<Record>, StoreError> {
         self.combined.fetch_add(1, Ordering::SeqCst);
         self.gate().await?;
-        self.inner.apply_and_load(key, changes, now, idle_ms).await
+        self.inner.apply_and_load(key, changes, now).await
     }
     async fn cycle(
         &self,
