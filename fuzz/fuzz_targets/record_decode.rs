@@ -1,5 +1,6 @@
 //! `keycard::Record::decode`: a stored session record (a version byte, then
-//! JSON) as read back from a store, or from inside a sealed cookie.
+//! the binary format 2 or the JSON of format 1) as read back from a store,
+//! or from inside a sealed cookie.
 //!
 //! Checked: what decodes encodes to the current version and decodes again
 //! to an equal record, and encoding is stable.
