@@ -46,8 +46,8 @@
 //! * **Loading is one round trip** (`HGETALL`), and so is a write that
 //!   needs the result:
 //!   [`apply_and_load`](keycard::SessionStore::apply_and_load) (what
-//!   `Session::increment` uses on an unloaded session) runs the apply script
-//!   with a reply mode that appends the hash after the update.
+//!   `Session::increment` uses on an unloaded session) is one lean script:
+//!   `EXISTS`, the change list, `HGETALL`.
 //! * **Rotation is take-then-create.** In Cluster the old and new keys live in
 //!   different slots, which no script can span. [`cycle`](keycard::SessionStore::cycle)
 //!   atomically takes (reads and deletes) the old hash, applies the update in

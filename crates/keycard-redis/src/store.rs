@@ -33,7 +33,7 @@ impl RedisStore {
         }
     }
 
-    /// Runs the apply script (see `scripts::APPLY` for its arguments).
+    /// Runs the apply script (`scripts::APPLY_HEAD` documents its arguments).
     async fn run_apply(
         &self,
         invocation: &redis::ScriptInvocation<'_>,
@@ -343,13 +343,9 @@ impl SessionStore for RedisStore {
         }
         let mut conn = self.conn.clone();
         let fields: Option<Fields> = self.call(invocation.invoke_async(&mut conn)).await?;
-        let Some(record) = fields.map(decode_record).transpose()?.flatten() else {
-            return Ok(None);
-        };
-        if let Some(user) = &record.user_id {
-            self.index_add(user, key, record.expires_at()).await?;
-        }
-        Ok(Some(record))
+        // No index work: neither the user nor the deadlines changed, so the
+        // index entry (and its TTL) written by the last full write stands.
+        Ok(fields.map(decode_record).transpose()?.flatten())
     }
 
     async fn cycle(

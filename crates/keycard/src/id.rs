@@ -22,12 +22,8 @@ pub struct RandomError;
 
 /// Fills an array with bytes from the operating system's CSPRNG.
 ///
-/// Small requests (up to 64 bytes: IDs, nonces, salts) are served from a
-/// per-thread buffer of 1 KiB filled by one `getrandom` call, because the
-/// system call costs more than everything else in creating a session. The
-/// bytes are still the kernel's, never stretched by a user-space generator;
-/// each is handed out once and wiped from the buffer as it is; and a forked
-/// child throws away what it inherited (the buffer remembers its process).
+/// Every call asks the kernel (`getrandom`): no user-space buffer that a
+/// forked child could hand out a second time.
 ///
 /// ```
 /// let a: [u8; 32] = keycard::random_bytes()?;
@@ -37,52 +33,8 @@ pub struct RandomError;
 /// ```
 pub fn random_bytes<const N: usize>() -> Result<[u8; N], RandomError> {
     let mut bytes = [0u8; N];
-    if N > pool::MAX_DRAW {
-        getrandom::fill(&mut bytes).map_err(|_| RandomError)?;
-    } else {
-        pool::draw(&mut bytes)?;
-    }
+    getrandom::fill(&mut bytes).map_err(|_| RandomError)?;
     Ok(bytes)
-}
-
-mod pool {
-    use super::RandomError;
-    use std::cell::RefCell;
-
-    const SIZE: usize = 1024;
-    pub(super) const MAX_DRAW: usize = 64;
-
-    struct Pool {
-        bytes: [u8; SIZE],
-        /// Bytes before this offset were handed out (and wiped).
-        next: usize,
-        /// The process that filled the buffer.
-        pid: u32,
-    }
-
-    thread_local! {
-        static POOL: RefCell<Pool> = const {
-            RefCell::new(Pool { bytes: [0; SIZE], next: SIZE, pid: 0 })
-        };
-    }
-
-    pub(super) fn draw(out: &mut [u8]) -> Result<(), RandomError> {
-        POOL.with(|pool| {
-            let mut pool = pool.borrow_mut();
-            let pid = std::process::id();
-            if pool.next + out.len() > SIZE || pool.pid != pid {
-                getrandom::fill(&mut pool.bytes).map_err(|_| RandomError)?;
-                pool.next = 0;
-                pool.pid = pid;
-            }
-            let start = pool.next;
-            let taken = &mut pool.bytes[start..start + out.len()];
-            out.copy_from_slice(taken);
-            taken.fill(0);
-            pool.next = start + out.len();
-            Ok(())
-        })
-    }
 }
 
 /// A session ID: the secret a client presents, in a cookie or a bearer token.
@@ -179,18 +131,6 @@ impl SessionKey {
         SessionKey(hasher.finalize().into())
     }
 
-    /// Like [`derive`](Self::derive), from a binary name; its own domain tag
-    /// keeps it from ever equalling a `derive` key.
-    pub(crate) fn derive_binary(purpose: &str, name: &[u8]) -> Self {
-        let mut hasher = Sha256::new();
-        // Short enough that a short purpose and a 32-byte name fit one block.
-        hasher.update(b"keycard bin\0");
-        hasher.update(purpose.as_bytes());
-        hasher.update([0]);
-        hasher.update(name);
-        SessionKey(hasher.finalize().into())
-    }
-
     /// The raw bytes.
     pub fn as_bytes(&self) -> &[u8; 32] {
         &self.0
@@ -263,17 +203,6 @@ mod tests {
         assert!(SessionId::parse(&good.replace(|_| true, "+")).is_none());
         assert!(SessionId::parse("").is_none());
         assert!(SessionId::parse(&"é".repeat(22)).is_none());
-    }
-
-    #[test]
-    fn pooled_draws_never_repeat_across_refills() {
-        // Enough draws to refill the per-thread buffer many times over.
-        let mut seen = std::collections::HashSet::new();
-        for _ in 0..2_000 {
-            assert!(seen.insert(random_bytes::<32>().unwrap()));
-        }
-        let wide: [u8; 100] = random_bytes().unwrap();
-        assert_ne!(wide, [0u8; 100]);
     }
 
     #[test]

@@ -856,11 +856,9 @@ pub(crate) async fn timed<T, E: From<StoreError>>(
     }
 }
 
-/// The deny-list entry that marks a client-side session as ended: derived
-/// from the ID's key in binary (two SHA-256 blocks in all; the lookup runs
-/// on every request that presents a cookie).
+/// The deny-list entry that marks a client-side session as ended.
 pub(crate) fn revocation_key(id: &SessionId) -> SessionKey {
-    SessionKey::derive_binary("revoked", id.key().as_bytes())
+    SessionKey::derive("revoked", &id.key().to_hex())
 }
 
 /// The record holding a user's "not before" time: client-side sessions whose

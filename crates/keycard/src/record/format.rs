@@ -5,7 +5,7 @@
 //! version 2 (written):
 //!   2 | created_at | last_seen - created_at | idle_deadline - created_at
 //!     | absolute_deadline - created_at | flags | [user] [ip] [user agent] | data
-//!   timestamps: zigzag LEB128 varints (deltas keep them to 1-4 bytes)
+//!   timestamps: zigzag LEB128 varints (a delta under 37 hours takes at most 4 bytes)
 //!   flags: bit 0 user, bit 1 ip, bit 2 user agent present; other bits zero
 //!   strings: varint byte length, then UTF-8
 //!   data: the JSON object of the application's values, to the end

@@ -43,7 +43,14 @@ struct Shard {
     /// that second comes due, so a touch costs no index work. An entry whose
     /// record is gone, or is filed elsewhere, is dropped when its second comes.
     wheel: BTreeMap<i64, VecDeque<SessionKey>>,
+    /// Wheel entries known to be stale (their record deleted or refiled);
+    /// when they outnumber the records, the wheel is rebuilt, so deletes and
+    /// rotations cannot grow it past the live sessions.
+    stale: usize,
 }
+
+/// Stale wheel entries a shard tolerates beyond one per record.
+const STALE_SLACK: usize = 1024;
 
 struct Entry {
     /// [`Record::encode`] output.
@@ -109,7 +116,27 @@ impl Shard {
             if let Some(entry) = self.records.get_mut(&key) {
                 entry.filed = filed;
             }
+            self.add_stale();
         }
+    }
+
+    fn add_stale(&mut self) {
+        self.stale += 1;
+        if self.stale > self.records.len() + STALE_SLACK {
+            self.rebuild_wheel();
+        }
+    }
+
+    /// Files every record afresh at its current expiry: O(records), paid
+    /// for by the at least as many deletes and refiles that made it due.
+    fn rebuild_wheel(&mut self) {
+        self.wheel.clear();
+        for (key, entry) in &mut self.records {
+            let at = second(expires_at(entry));
+            self.wheel.entry(at).or_default().push_back(*key);
+            entry.filed = at;
+        }
+        self.stale = 0;
     }
 
     /// Evicts records expired at `now`: looks at wheel entries of seconds up
@@ -144,7 +171,9 @@ impl Shard {
             };
             visits += 1;
             let Some(entry) = self.records.get(&key).filter(|e| e.filed == at) else {
-                continue; // deleted, or filed under another second
+                // Deleted, or filed under another second.
+                self.stale = self.stale.saturating_sub(1);
+                continue;
             };
             let expires = expires_at(entry);
             if expires <= now {
@@ -178,7 +207,9 @@ impl Shard {
     }
 
     fn remove(&mut self, key: &SessionKey) -> Option<Record> {
-        self.records.remove(key).and_then(|e| decode(&e).ok())
+        let entry = self.records.remove(key)?;
+        self.add_stale();
+        decode(&entry).ok()
     }
 }
 
@@ -414,6 +445,45 @@ mod tests {
     use super::*;
     use crate::testing::fresh_key;
 
+    fn wheel_entries(store: &MemoryStore) -> usize {
+        store
+            .shards
+            .iter()
+            .map(|s| lock(s).wheel.values().map(VecDeque::len).sum::<usize>())
+            .sum()
+    }
+
+    #[tokio::test]
+    async fn deletes_and_rotations_do_not_grow_the_wheel() {
+        let store = MemoryStore::new();
+        let now = crate::now_millis();
+        let live = Record::new(now, 3_600_000, 3_600_000);
+        let update = Update::keeping_deadlines(vec![], &live);
+        for _ in 0..20_000 {
+            let key = fresh_key();
+            store.create(&key, &live).await.unwrap();
+            store.cycle(&key, &fresh_key(), &update).await.unwrap();
+        }
+        for _ in 0..20_000 {
+            let key = fresh_key();
+            store.create(&key, &live).await.unwrap();
+            store.delete(&key).await.unwrap();
+        }
+        // 20,000 live records; without compaction 60,000 entries.
+        assert_eq!(store.len(), 20_000);
+        let entries = wheel_entries(&store);
+        assert!(
+            entries <= 2 * 20_000 + SHARDS * STALE_SLACK,
+            "the wheel grew with deletes: {entries}"
+        );
+        // Every live record is still filed where eviction will find it.
+        assert_eq!(
+            store.sweep(now + 3_600_001, usize::MAX).await.unwrap(),
+            20_000
+        );
+        assert!(store.is_empty());
+    }
+
     #[tokio::test]
     async fn writes_evict_expired_records() {
         let store = MemoryStore::new();
@@ -430,7 +500,7 @@ mod tests {
                 .await
                 .unwrap();
         }
-        // Every write evicted up to four expired records from its shard.
+        // Every write evicted up to EVICT_PER_WRITE expired records from its shard.
         assert!(
             store.len() < 450,
             "expired records were not evicted: {}",

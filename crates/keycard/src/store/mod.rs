@@ -71,10 +71,12 @@ pub trait SessionStore: Send + Sync + 'static {
     /// so that write costs one round trip instead of a load and an apply.
     ///
     /// The default does exactly that load and [`apply`](Self::apply): two
-    /// round trips, and the returned record is the loaded one with the changes
-    /// applied locally, so concurrent callers may see the same count. Stores
-    /// should answer in one atomic step; the conformance kit checks that
-    /// concurrent increments each see a distinct count.
+    /// round trips; the returned record is the loaded one with the changes
+    /// applied locally, so concurrent callers may see the same count; and the
+    /// apply writes back the deadlines it loaded, so a touch committed in
+    /// between is undone (the session then ends a little earlier, never
+    /// later). Stores should answer in one atomic step; the conformance kit
+    /// checks that concurrent increments each see a distinct count.
     ///
     /// ```
     /// # tokio_test_block_on(async {
