@@ -12,9 +12,7 @@
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;
 use keycard::{CookieCodec, Record, SealedCodec, SessionId, SignedCodec};
-use keycard_fuzz::{
-    encode_cookie_payload, flask_codec, flask_sign, old_ring, ring, COOKIE_NAME, FLASK_NOW, PURPOSE,
-};
+use keycard_fuzz::{flask_codec, flask_sign, old_ring, ring, COOKIE_NAME, FLASK_NOW, PURPOSE};
 use serde_json::Value;
 use std::path::{Path, PathBuf};
 
@@ -51,7 +49,7 @@ fn main() {
         Record::new(0, 1, 2).encode(),
     );
 
-    let payload = encode_cookie_payload(&id, &record);
+    let payload = keycard::cookie_payload::encode(&id, &record);
     let sealed = SealedCodec::new(&ring(), PURPOSE);
     let cookie = sealed.seal(COOKIE_NAME, &payload).expect("seal");
     assert_eq!(

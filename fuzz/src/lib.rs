@@ -10,7 +10,7 @@ use base64::Engine;
 use hmac::{Hmac, Mac};
 use http::{HeaderMap, HeaderName, HeaderValue};
 use keycard::codec::flask::{FlaskCodec, FlaskSession};
-use keycard::{KeyRing, Record, SessionId};
+use keycard::{CodecError, CookieCodec, KeyRing};
 use sha1::Sha1;
 
 /// The session cookie's default name, which every cookie seed is sealed for.
@@ -79,13 +79,75 @@ pub fn check_flask_session(codec: &FlaskCodec, session: &FlaskSession) {
     assert!(!again.stale_key);
 }
 
-/// The session layer's cookie payload (private to keycard's `session.rs`):
-/// a format version (1), the 32-byte session ID, then [`Record::encode`].
-pub fn encode_cookie_payload(id: &SessionId, record: &Record) -> Vec<u8> {
-    let mut out = vec![1];
-    out.extend_from_slice(id.as_bytes());
-    out.extend_from_slice(&record.encode());
-    out
+/// The three codecs a cookie-codec target checks an input against: the
+/// current key ring, the ring before rotation, and another purpose.
+pub struct CodecSet<C> {
+    pub current: C,
+    pub old: C,
+    pub other_purpose: C,
+}
+
+impl<C: CookieCodec> CodecSet<C> {
+    /// The set built by `make` (`SealedCodec::new` or `SignedCodec::new`).
+    pub fn new(make: fn(&KeyRing, &str) -> C) -> Self {
+        CodecSet {
+            current: make(&ring(), PURPOSE),
+            old: make(&old_ring(), PURPOSE),
+            other_purpose: make(&ring(), "remember"),
+        }
+    }
+}
+
+const ALPHABET: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
+
+/// What both cookie codecs (sealed and signed) must do with any input: a
+/// value that opens is bound to the cookie name and the purpose; the input
+/// as a payload seals (unless too large), opens back to itself, is refused by
+/// the old ring and after any one-character change; the old ring's value
+/// opens as stale.
+pub fn check_cookie_codec<C: CookieCodec>(c: &CodecSet<C>, data: &[u8]) {
+    if let Ok(text) = std::str::from_utf8(data) {
+        if let Ok(opened) = c.current.open(COOKIE_NAME, text) {
+            // Authentic: bound to the name and the purpose.
+            assert_eq!(c.current.open(COOKIE_NAME, text), Ok(opened));
+            assert!(c.current.open("__Host-other", text).is_err());
+            assert!(c.other_purpose.open(COOKIE_NAME, text).is_err());
+        }
+    }
+
+    match c.current.seal(COOKIE_NAME, data) {
+        Ok(value) => {
+            let opened = c
+                .current
+                .open(COOKIE_NAME, &value)
+                .expect("own value opens");
+            assert_eq!(opened.payload, data);
+            assert!(!opened.stale_key);
+            assert_eq!(c.old.open(COOKIE_NAME, &value), Err(CodecError::UnknownKey));
+            // One character changed, anywhere, to anything: rejected.
+            let seed = data.iter().fold(0usize, |h, b| {
+                h.wrapping_mul(31).wrapping_add(usize::from(*b))
+            });
+            let mut bytes = value.into_bytes();
+            let at = seed % bytes.len();
+            let replacement = ALPHABET[(seed / 7) % ALPHABET.len()];
+            if bytes[at] != replacement {
+                bytes[at] = replacement;
+                let tampered = String::from_utf8(bytes).expect("ASCII");
+                assert!(
+                    c.current.open(COOKIE_NAME, &tampered).is_err(),
+                    "tampered value opened"
+                );
+            }
+        }
+        Err(CodecError::TooLarge(_)) => assert!(data.len() > 2900),
+        Err(e) => panic!("seal failed: {e}"),
+    }
+    if let Ok(value) = c.old.seal(COOKIE_NAME, data) {
+        let opened = c.current.open(COOKIE_NAME, &value).expect("old key opens");
+        assert!(opened.stale_key);
+        assert_eq!(opened.payload, data);
+    }
 }
 
 /// Splits `data` at the first `\n`: the first line and the rest.

@@ -12,7 +12,7 @@ use crate::error::Failure;
 use crate::output::{self, sanitize, time, truncate, Table};
 use crate::store_url::{self, Backend, OpenedStore, StoreUrl};
 use crate::view;
-use keycard::{now_millis, SessionKey, SessionSummary, StoreError};
+use keycard::{now_millis, Record, SessionKey, SessionSummary, StoreError};
 use serde_json::{json, Value};
 use std::collections::{BTreeMap, HashMap};
 use std::io::IsTerminal;
@@ -236,11 +236,11 @@ async fn resolve(store: &OpenedStore, text: &str) -> Result<SessionKey, Failure>
     }
 }
 
-async fn show(store: &OpenedStore, args: &ShowArgs, json: bool) -> Result<(), Failure> {
-    let key = resolve(store, &args.session).await?;
-    let record = store
+/// The record under `key`; a failure naming the key when there is none.
+async fn load_existing(store: &OpenedStore, key: &SessionKey) -> Result<Record, Failure> {
+    store
         .store
-        .load(&key)
+        .load(key)
         .await
         .map_err(failed("load the session", store))?
         .ok_or_else(|| {
@@ -249,7 +249,12 @@ async fn show(store: &OpenedStore, args: &ShowArgs, json: bool) -> Result<(), Fa
                 key.to_hex(),
                 store.name
             ))
-        })?;
+        })
+}
+
+async fn show(store: &OpenedStore, args: &ShowArgs, json: bool) -> Result<(), Failure> {
+    let key = resolve(store, &args.session).await?;
+    let record = load_existing(store, &key).await?;
     let now = now_millis();
     if json {
         output::print_json(&view::record_json(&key, &record, now, args.values))
@@ -261,18 +266,7 @@ async fn show(store: &OpenedStore, args: &ShowArgs, json: bool) -> Result<(), Fa
 async fn revoke(store: &OpenedStore, args: &RevokeArgs, json: bool) -> Result<(), Failure> {
     let key = resolve(store, &args.session).await?;
     // Loaded first so that a mistyped key is reported, not silently "deleted".
-    let record = store
-        .store
-        .load(&key)
-        .await
-        .map_err(failed("load the session", store))?
-        .ok_or_else(|| {
-            Failure::new(format!(
-                "no session with key {} in {}",
-                key.to_hex(),
-                store.name
-            ))
-        })?;
+    let record = load_existing(store, &key).await?;
     store
         .store
         .delete(&key)

@@ -404,21 +404,11 @@ impl Session {
         let now = now_millis();
         let store_key = id.key();
         let call = store.apply_and_load(&store_key, std::slice::from_ref(change), now);
-        match timed(&ctx.config, call).await {
-            Ok(Some(record)) => {
-                state.applied_early = true;
-                self.admit(&mut state, id, record);
-            }
-            Ok(None) => state.stale_cookie = true,
-            Err(StoreError::Corrupt(reason)) => {
-                tracing::warn!(target: "keycard::security", event = "corrupt_record", key = ?id.key(), %reason, "stored session could not be decoded; deleted");
-                state.stale_cookie = true;
-                state.delete = Some(id);
-            }
-            Err(error) => {
-                state.failure = Some(error.clone());
-                return Err(SessionError::Store(error));
-            }
+        let found = timed(&ctx.config, call).await;
+        state.applied_early = matches!(found, Ok(Some(_)));
+        if let Err(error) = self.adopt_stored(&mut state, id, found) {
+            state.failure = Some(error.clone());
+            return Err(SessionError::Store(error));
         }
         // Not admitted (expired, or bound to another client): the change is
         // made on a new session by the ordinary path.
@@ -467,20 +457,8 @@ impl Session {
                     state.stale_cookie = true;
                     return Ok(());
                 };
-                match timed(&ctx.config, store.load(&id.key())).await {
-                    Ok(Some(record)) => (id, record),
-                    Ok(None) => {
-                        state.stale_cookie = true;
-                        return Ok(());
-                    }
-                    Err(StoreError::Corrupt(reason)) => {
-                        tracing::warn!(target: "keycard::security", event = "corrupt_record", key = ?id.key(), %reason, "stored session could not be decoded; deleted");
-                        state.stale_cookie = true;
-                        state.delete = Some(id);
-                        return Ok(());
-                    }
-                    Err(error) => return Err(error),
-                }
+                let found = timed(&ctx.config, store.load(&id.key())).await;
+                return self.adopt_stored(state, id, found);
             }
             (Presented::Cookie(value), Backend::Cookie { codec, revocations }) => {
                 let opened = match codec.open(&ctx.config.cookie.name, value) {
@@ -506,6 +484,29 @@ impl Session {
             }
         };
         self.admit(state, id, record);
+        Ok(())
+    }
+
+    /// Takes what a server-side store answered for `id` (a load, or an
+    /// `apply_and_load`): a record is checked and adopted, a missing one
+    /// leaves the request anonymous, a corrupt one is also deleted; any other
+    /// failure is the request's store error.
+    fn adopt_stored(
+        &self,
+        state: &mut State,
+        id: SessionId,
+        found: Result<Option<Record>, StoreError>,
+    ) -> Result<(), StoreError> {
+        match found {
+            Ok(Some(record)) => self.admit(state, id, record),
+            Ok(None) => state.stale_cookie = true,
+            Err(StoreError::Corrupt(reason)) => {
+                tracing::warn!(target: "keycard::security", event = "corrupt_record", key = ?id.key(), %reason, "stored session could not be decoded; deleted");
+                state.stale_cookie = true;
+                state.delete = Some(id);
+            }
+            Err(error) => return Err(error),
+        }
         Ok(())
     }
 

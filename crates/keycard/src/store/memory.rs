@@ -103,15 +103,15 @@ impl Shard {
                 entry.bytes = bytes;
                 // Later expiries wait in their old second; earlier ones must
                 // be filed now or they would outlive their deadline.
-                (due < entry.filed).then_some(())
+                due < entry.filed
             }
             None => {
                 let filed = self.file(key, record.expires_at());
                 self.records.insert(key, Entry { bytes, filed });
-                None
+                false
             }
         };
-        if refile.is_some() {
+        if refile {
             let filed = self.file(key, record.expires_at());
             if let Some(entry) = self.records.get_mut(&key) {
                 entry.filed = filed;
