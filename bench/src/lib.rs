@@ -279,6 +279,20 @@ pub mod cpu {
 
     /// utime + stime of `pid`.
     pub fn process_time(pid: u32) -> std::io::Result<Duration> {
+        process_times(pid).map(|t| t.user + t.system)
+    }
+
+    /// A process's CPU time, split as the kernel accounts it.
+    #[derive(Clone, Copy, Debug, Default)]
+    pub struct Times {
+        /// utime: the process's own code (and its libraries).
+        pub user: Duration,
+        /// stime: system calls and the interrupts charged to the process.
+        pub system: Duration,
+    }
+
+    /// utime and stime of `pid`.
+    pub fn process_times(pid: u32) -> std::io::Result<Times> {
         let stat = std::fs::read_to_string(format!("/proc/{pid}/stat"))?;
         // The command name may hold spaces and parentheses: split after the last ')'.
         let rest = &stat[stat.rfind(')').map_or(0, |i| i + 1)..];
@@ -287,7 +301,10 @@ pub mod cpu {
         let utime: u64 = fields.get(11).and_then(|v| v.parse().ok()).unwrap_or(0);
         let stime: u64 = fields.get(12).and_then(|v| v.parse().ok()).unwrap_or(0);
         let tps = ticks_per_second();
-        Ok(Duration::from_nanos((utime + stime) * 1_000_000_000 / tps))
+        Ok(Times {
+            user: Duration::from_nanos(utime * 1_000_000_000 / tps),
+            system: Duration::from_nanos(stime * 1_000_000_000 / tps),
+        })
     }
 }
 

@@ -33,6 +33,8 @@ const ALL_VARIANTS: &[&str] = &[
     "kc-sqlite",
     "kc-redis",
     "ts-redis",
+    "floor-memory",
+    "floor-redis",
 ];
 const ROUTES: &[(&str, &str)] = &[("read", "GET"), ("write", "POST"), ("new", "GET")];
 /// Cookies (sessions) each run spreads its requests over.
@@ -43,6 +45,14 @@ const PAIRS: &[(&str, &str, &[&str])] = &[
     ("kc-memory", "ts-memory", &["read", "write", "new"]),
     ("kc-cookie", "pcj", &["read", "write"]),
     ("kc-redis", "ts-redis", &["read", "write", "new"]),
+];
+
+/// The floors (no session library, the least work a route can do; see
+/// `server.rs`) against the same peers: a floor above half the peer's cost
+/// means no design of that kind can meet the target on that route.
+const FLOORS: &[(&str, &str, &[&str])] = &[
+    ("floor-memory", "ts-memory", &["read", "write", "new"]),
+    ("floor-redis", "ts-redis", &["read", "write", "new"]),
 ];
 
 struct Opts {
@@ -156,8 +166,8 @@ impl Server {
         Server { child, port, pid }
     }
 
-    fn cpu(&self) -> Duration {
-        cpu::process_time(self.pid).expect("server /proc stat")
+    fn cpu(&self) -> cpu::Times {
+        cpu::process_times(self.pid).expect("server /proc stat")
     }
 }
 
@@ -180,7 +190,13 @@ fn uses_redis(variant: &str) -> bool {
 fn server_side(variant: &str) -> bool {
     matches!(
         variant,
-        "kc-memory" | "kc-sqlite" | "kc-redis" | "ts-memory" | "ts-redis"
+        "kc-memory"
+            | "kc-sqlite"
+            | "kc-redis"
+            | "ts-memory"
+            | "ts-redis"
+            | "floor-memory"
+            | "floor-redis"
     )
 }
 
@@ -196,6 +212,8 @@ struct Run {
     rps: f64,
     errors: u64,
     server_cpu_s: f64,
+    /// The server's user-space share of `server_cpu_s` (utime).
+    server_user_s: f64,
     redis_cpu_s: f64,
     cpu_us_per_req: f64,
     p50_us: f64,
@@ -300,7 +318,8 @@ fn measure(
     .iter()
     .map(|k| get(k) as u64)
     .sum();
-    let server_cpu_s = (s1 - s0).as_secs_f64();
+    let server_cpu_s = (s1.user + s1.system - s0.user - s0.system).as_secs_f64();
+    let server_user_s = (s1.user - s0.user).as_secs_f64();
     let redis_cpu_s = (r1 - r0).as_secs_f64();
     Run {
         round,
@@ -311,6 +330,7 @@ fn measure(
         rps: requests as f64 / seconds,
         errors,
         server_cpu_s,
+        server_user_s,
         redis_cpu_s,
         cpu_us_per_req: (server_cpu_s + redis_cpu_s) * 1e6 / requests.max(1) as f64,
         p50_us: get("p50_us"),
@@ -494,6 +514,11 @@ impl Summary {
 
     /// (variant - bare) CPU µs per request, same round, one per round.
     fn diffs(&self, variant: &str, route: &str) -> Vec<f64> {
+        self.diffs_of(variant, route, |r| r.cpu_us_per_req)
+    }
+
+    /// Per round, `f(variant's run) - f(bare's run)` on `route`.
+    fn diffs_of(&self, variant: &str, route: &str, f: impl Fn(&Run) -> f64) -> Vec<f64> {
         let (Some(runs), Some(bare)) = (self.cell(variant, route), self.cell("bare", route)) else {
             return Vec::new();
         };
@@ -501,7 +526,7 @@ impl Summary {
             .filter_map(|r| {
                 bare.iter()
                     .find(|b| b.round == r.round)
-                    .map(|b| r.cpu_us_per_req - b.cpu_us_per_req)
+                    .map(|b| f(r) - f(b))
             })
             .collect()
     }
@@ -509,6 +534,15 @@ impl Summary {
     /// Median over rounds of (variant - bare) CPU µs per request.
     fn over_bare(&self, variant: &str, route: &str) -> f64 {
         stats::median(&self.diffs(variant, route))
+    }
+
+    /// The same for the server's user-space time alone (plus Redis's whole
+    /// time, where there is a Redis): the part of the figure that the
+    /// loopback's kernel time does not blur.
+    fn user_over_bare(&self, variant: &str, route: &str) -> f64 {
+        stats::median(&self.diffs_of(variant, route, |r| {
+            (r.server_user_s + r.redis_cpu_s) * 1e6 / r.requests.max(1) as f64
+        }))
     }
 
     /// "min..max" of the per-round (variant - bare) values: the noise.
@@ -661,8 +695,11 @@ fn run(o: Opts) -> Vec<String> {
         "Medians of {} round(s), {} s per run, {} connections, server pinned to CPU {}, wrk to CPU {}.\n",
         o.rounds, o.seconds, o.connections, o.server_cpu, o.load_cpu
     );
-    let _ = writeln!(md, "| route | variant | req/s | CPU µs/req | over bare | rounds' range | server µs/req | Redis µs/req | p50 ms | p99 ms |");
-    let _ = writeln!(md, "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|");
+    let _ = writeln!(md, "| route | variant | req/s | CPU µs/req | over bare | rounds' range | server µs/req | of which user | Redis µs/req | user + Redis over bare | p50 ms | p99 ms |");
+    let _ = writeln!(
+        md,
+        "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"
+    );
     for (route, _) in ROUTES {
         for variant in &o.variants {
             if summary.cell(variant, route).is_none() {
@@ -671,7 +708,7 @@ fn run(o: Opts) -> Vec<String> {
             let bare = variant == "bare";
             let _ = writeln!(
                 md,
-                "| /{route} | {variant} | {} | {} | {} | {} | {} | {} | {} | {} |",
+                "| /{route} | {variant} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} |",
                 fmt(summary.median_of(variant, route, |r| r.rps), 0),
                 fmt(summary.median_of(variant, route, |r| r.cpu_us_per_req), 1),
                 if bare {
@@ -690,10 +727,20 @@ fn run(o: Opts) -> Vec<String> {
                     1
                 ),
                 fmt(
+                    summary.median_of(variant, route, |r| r.server_user_s * 1e6
+                        / r.requests.max(1) as f64),
+                    1
+                ),
+                fmt(
                     summary.median_of(variant, route, |r| r.redis_cpu_s * 1e6
                         / r.requests.max(1) as f64),
                     1
                 ),
+                if bare {
+                    "0".into()
+                } else {
+                    fmt(summary.user_over_bare(variant, route), 1)
+                },
                 fmt(summary.median_of(variant, route, |r| r.p50_us) / 1000.0, 2),
                 fmt(summary.median_of(variant, route, |r| r.p99_us) / 1000.0, 2),
             );
@@ -701,9 +748,9 @@ fn run(o: Opts) -> Vec<String> {
     }
     let _ = writeln!(
         md,
-        "\n| route | keycard | µs over bare | peer | µs over bare | ratio | target ≤ 0.50 |"
+        "\n| route | keycard | µs over bare | peer | µs over bare | ratio | target ≤ 0.50 | user-space ratio |"
     );
-    let _ = writeln!(md, "|---|---|---:|---|---:|---:|---|");
+    let _ = writeln!(md, "|---|---|---:|---|---:|---:|---|---:|");
     let mut targets = Vec::new();
     for (kc, peer, routes) in PAIRS {
         if !o.variants.iter().any(|v| v == kc) || !o.variants.iter().any(|v| v == peer) {
@@ -714,19 +761,64 @@ fn run(o: Opts) -> Vec<String> {
             let b = summary.over_bare(peer, route);
             let ratio = a / b;
             let met = ratio.is_finite() && ratio <= 0.5;
+            let user_ratio =
+                summary.user_over_bare(kc, route) / summary.user_over_bare(peer, route);
             let _ = writeln!(
                 md,
-                "| /{route} | {kc} | {} | {peer} | {} | {} | {} |",
+                "| /{route} | {kc} | {} | {peer} | {} | {} | {} | {} |",
                 fmt(a, 1),
                 fmt(b, 1),
                 fmt(ratio, 3),
-                if met { "met" } else { "MISSED" }
+                if met { "met" } else { "MISSED" },
+                fmt(user_ratio, 3),
             );
             targets.push(serde_json::json!({
                 "route": route, "keycard": kc, "peer": peer,
                 "keycard_us": a, "peer_us": b, "ratio": ratio, "met": met,
+                "user_ratio": user_ratio,
             }));
         }
+    }
+    let mut floors = Vec::new();
+    let mut floor_md = String::new();
+    for (floor, peer, routes) in FLOORS {
+        if !o.variants.iter().any(|v| v == floor) || !o.variants.iter().any(|v| v == peer) {
+            continue;
+        }
+        for route in *routes {
+            let f = summary.over_bare(floor, route);
+            let p = summary.over_bare(peer, route);
+            let ratio = f / p;
+            let user_ratio =
+                summary.user_over_bare(floor, route) / summary.user_over_bare(peer, route);
+            let reachable = ratio.is_finite() && ratio <= 0.5;
+            let _ = writeln!(
+                floor_md,
+                "| /{route} | {floor} | {} | {peer} | {} | {} | {} | {} |",
+                fmt(f, 1),
+                fmt(p, 1),
+                fmt(ratio, 3),
+                if reachable {
+                    "yes"
+                } else {
+                    "no: the floor is above it"
+                },
+                fmt(user_ratio, 3),
+            );
+            floors.push(serde_json::json!({
+                "route": route, "floor": floor, "peer": peer,
+                "floor_us": f, "peer_us": p, "ratio": ratio, "target_reachable": reachable,
+                "user_ratio": user_ratio,
+            }));
+        }
+    }
+    if !floor_md.is_empty() {
+        let _ = writeln!(
+            md,
+            "\n| route | floor | µs over bare | peer | µs over bare | floor ÷ peer | 0.50 reachable | user-space floor ÷ peer |"
+        );
+        let _ = writeln!(md, "|---|---|---:|---|---:|---:|---|---:|");
+        md.push_str(&floor_md);
     }
     if !writes.is_empty() {
         let _ = writeln!(
@@ -765,7 +857,7 @@ fn run(o: Opts) -> Vec<String> {
     std::fs::write(o.out.join("results.md"), &md).expect("write results.md");
     let json = serde_json::json!({
         "rounds": o.rounds, "seconds": o.seconds, "connections": o.connections,
-        "runs": runs, "targets": targets, "writes": writes, "redis_commands_per_request": trips,
+        "runs": runs, "targets": targets, "floors": floors, "writes": writes, "redis_commands_per_request": trips,
         "problems": problems, "wall_seconds": elapsed,
     });
     std::fs::write(

@@ -6,7 +6,10 @@
 //!
 //! Variants: `bare` (no session layer), `kc-memory`, `kc-sqlite`, `kc-redis`,
 //! `kc-cookie` (keycard), `ts-memory`, `ts-redis` (tower-sessions),
-//! `pcj` (axum-extra `PrivateCookieJar`).
+//! `pcj` (axum-extra `PrivateCookieJar`); and two floors, no session library
+//! at all: `floor-memory` (the handlers look the cookie up in a locked
+//! `HashMap`) and `floor-redis` (the fewest Redis commands a server-side
+//! session can cost, over the client keycard-redis uses).
 //!
 //! Routes (the same for every variant):
 //! - `GET /read`   the integer `n` from the session (0 when absent);
@@ -45,7 +48,7 @@ fn main() {
 
 fn usage() -> ! {
     eprintln!(
-        "usage: server <bare|kc-memory|kc-sqlite|kc-redis|kc-cookie|ts-memory|ts-redis|pcj> <port>"
+        "usage: server <bare|kc-memory|kc-sqlite|kc-redis|kc-cookie|ts-memory|ts-redis|pcj|floor-memory|floor-redis> <port>"
     );
     std::process::exit(2)
 }
@@ -93,6 +96,8 @@ async fn serve(variant: &str, port: u16) {
             ))
         }
         "pcj" => pcj::router(),
+        "floor-memory" => floor::memory_router(),
+        "floor-redis" => floor::redis_router(&redis_url()).await,
         _ => usage(),
     };
     let listener = tokio::net::TcpListener::bind(("127.0.0.1", port))
@@ -216,5 +221,161 @@ mod pcj {
 
     async fn new(jar: PrivateCookieJar) -> (PrivateCookieJar, &'static str) {
         (jar.add(cookie(0)), "0")
+    }
+}
+
+/// The least any session mechanism can cost, to tell a target that no design
+/// can meet from one keycard misses. No layer: each handler finds the cookie
+/// in the request's headers and does the one store operation its route needs.
+/// Not a session library: no deadlines, no binding, no revocation, no
+/// `Cache-Control`/`Vary`, no error handling beyond a 500.
+mod floor {
+    use super::*;
+    use axum::extract::{Request, State};
+    use axum::http::header::{COOKIE, SET_COOKIE};
+    use std::collections::HashMap;
+    use std::sync::Mutex;
+
+    const NAME: &str = "__Host-keycard";
+
+    /// The session cookie's value, if the request has one.
+    fn cookie(request: &Request) -> Option<&str> {
+        request
+            .headers()
+            .get_all(COOKIE)
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .flat_map(|v| v.split(';'))
+            .find_map(|pair| pair.trim().strip_prefix(NAME)?.strip_prefix('='))
+    }
+
+    /// A new 256-bit random ID (one `getrandom`, as every secure store needs)
+    /// and the `Set-Cookie` carrying it, with keycard's default attributes.
+    fn new_id() -> (String, [(axum::http::HeaderName, String); 1]) {
+        let id = keycard::SessionId::generate()
+            .expect("OS randomness")
+            .to_string();
+        let header = format!("{NAME}={id}; Path=/; Secure; HttpOnly; SameSite=Lax");
+        (id, [(SET_COOKIE, header)])
+    }
+
+    type Map = Arc<Mutex<HashMap<String, i64>>>;
+
+    pub fn memory_router() -> Router {
+        Router::new()
+            .route("/read", get(memory_read))
+            .route("/write", post(memory_write))
+            .route("/new", get(memory_new))
+            .route("/none", get(|| async { "ok" }))
+            .with_state(Map::default())
+    }
+
+    async fn memory_read(State(map): State<Map>, request: Request) -> String {
+        let map = map.lock().expect("lock");
+        let n = cookie(&request).and_then(|id| map.get(id)).copied();
+        n.unwrap_or(0).to_string()
+    }
+
+    async fn memory_write(State(map): State<Map>, request: Request) -> String {
+        let mut map = map.lock().expect("lock");
+        match cookie(&request).and_then(|id| map.get_mut(id)) {
+            Some(n) => {
+                *n += 1;
+                n.to_string()
+            }
+            None => "0".into(),
+        }
+    }
+
+    async fn memory_new(State(map): State<Map>) -> impl IntoResponse {
+        let (id, set_cookie) = new_id();
+        map.lock().expect("lock").insert(id, 0);
+        (set_cookie, "0")
+    }
+
+    /// Per route, one round trip: `/read` one `HGET`; `/write` the smallest
+    /// script that increments without reviving a deleted session (`EXISTS`,
+    /// `HINCRBY`); `/new` `HSETNX` (create unless it exists) and `PEXPIRE`,
+    /// pipelined.
+    pub async fn redis_router(url: &str) -> Router {
+        let client = redis::Client::open(url).expect("Redis URL");
+        let conn = redis::aio::ConnectionManager::new(client)
+            .await
+            .expect("connect to Redis");
+        let state = RedisState {
+            conn,
+            increment: Arc::new(redis::Script::new(
+                "if redis.call('EXISTS', KEYS[1]) == 0 then return false end \
+                 return redis.call('HINCRBY', KEYS[1], 'n', 1)",
+            )),
+        };
+        Router::new()
+            .route("/read", get(redis_read))
+            .route("/write", post(redis_write))
+            .route("/new", get(redis_new))
+            .route("/none", get(|| async { "ok" }))
+            .with_state(state)
+    }
+
+    #[derive(Clone)]
+    struct RedisState {
+        conn: redis::aio::ConnectionManager,
+        increment: Arc<redis::Script>,
+    }
+
+    fn key(id: &str) -> String {
+        format!("kcfloor:{{{id}}}")
+    }
+
+    async fn redis_read(State(s): State<RedisState>, request: Request) -> Result<String, Response> {
+        let Some(id) = cookie(&request) else {
+            return Ok("0".into());
+        };
+        let mut conn = s.conn.clone();
+        let n: Option<i64> = redis::cmd("HGET")
+            .arg(key(id))
+            .arg(KEY)
+            .query_async(&mut conn)
+            .await
+            .map_err(internal)?;
+        Ok(n.unwrap_or(0).to_string())
+    }
+
+    async fn redis_write(
+        State(s): State<RedisState>,
+        request: Request,
+    ) -> Result<String, Response> {
+        let Some(id) = cookie(&request) else {
+            return Ok("0".into());
+        };
+        let mut conn = s.conn.clone();
+        let n: Option<i64> = s
+            .increment
+            .key(key(id))
+            .invoke_async(&mut conn)
+            .await
+            .map_err(internal)?;
+        Ok(n.unwrap_or(0).to_string())
+    }
+
+    async fn redis_new(State(s): State<RedisState>) -> Result<impl IntoResponse, Response> {
+        let (id, set_cookie) = new_id();
+        let key = key(&id);
+        let mut conn = s.conn.clone();
+        let (created, _): (i64, i64) = redis::pipe()
+            .cmd("HSETNX")
+            .arg(&key)
+            .arg(KEY)
+            .arg(0)
+            .cmd("PEXPIRE")
+            .arg(&key)
+            .arg(86_400_000)
+            .query_async(&mut conn)
+            .await
+            .map_err(internal)?;
+        if created != 1 {
+            return Err(internal("session ID collision"));
+        }
+        Ok((set_cookie, "0"))
     }
 }
