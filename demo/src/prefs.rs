@@ -54,7 +54,7 @@ pub async fn load(session: &Session) -> Result<Prefs, SessionError> {
         if let Some(Value::String(value)) = session.get_value(field).await? {
             if validate(field, &value).is_ok() {
                 match field {
-                    "background_color" => prefs.background_color = value.to_ascii_lowercase(),
+                    "background_color" => prefs.background_color = value,
                     "font_size" => prefs.font_size = value,
                     _ => prefs.theme = value,
                 }
@@ -78,7 +78,9 @@ pub async fn save(
         if let Err(message) = validate(field, text) {
             return Ok(Err(message));
         }
-        valid.push((field.as_str(), text.to_ascii_lowercase()));
+        // Kept as sent (`#AABBCC` stays upper case): the client reads back
+        // what it wrote; CSS takes either case.
+        valid.push((field.as_str(), text.to_owned()));
     }
     for (field, value) in valid {
         session.insert(field, value).await?;

@@ -99,13 +99,25 @@ pub struct Browser {
 }
 
 impl Browser {
+    /// A client that speaks HTTP/1.1 (as most of the contract's clients do).
     pub fn new(base: &str) -> Self {
-        let client = reqwest::Client::builder()
+        Self::with_client(base, Self::builder().http1_only())
+    }
+
+    /// A client that speaks HTTP/2 (negotiated by ALPN), as browsers do.
+    pub fn http2(base: &str) -> Self {
+        Self::with_client(base, Self::builder())
+    }
+
+    fn builder() -> reqwest::ClientBuilder {
+        reqwest::Client::builder()
             .danger_accept_invalid_certs(true)
             .redirect(reqwest::redirect::Policy::none())
             .user_agent("keycard-contract-test/1.0")
-            .build()
-            .unwrap();
+    }
+
+    fn with_client(base: &str, builder: reqwest::ClientBuilder) -> Self {
+        let client = builder.build().unwrap();
         Browser {
             base: base.to_owned(),
             client,

@@ -254,6 +254,17 @@ async fn preferences_work_anonymously_survive_login_and_validate() {
         merged,
         serde_json::json!({"background_color": "#336699", "font_size": "large", "theme": "light"})
     );
+    let upper = browser
+        .client
+        .patch(format!("{}/api/preferences", demo.https))
+        .header("x-csrf-token", &token)
+        .json(&serde_json::json!({"background_color": "#AABBCC"}));
+    let upper: serde_json::Value = browser.send(upper).await.json().await.unwrap();
+    assert_eq!(upper["background_color"], "#AABBCC", "read back as written");
+    assert!(browser
+        .text("/")
+        .await
+        .contains("background-color: #AABBCC"));
     let bad = browser
         .client
         .patch(format!("{}/api/preferences", demo.https))
@@ -515,6 +526,112 @@ async fn sessions_page_revoke_and_password_change() {
     );
     let others = laptop.post("/sessions/revoke-others", &[]).await;
     assert_eq!(others.status(), 303);
+}
+
+#[tokio::test]
+async fn usernames_may_be_long_or_email_like() {
+    let demo = Demo::start(&[]);
+    let uuid_like = format!("user_{}{}", unique(""), "0123456789abcdef0123456789ab");
+    let email_like = format!("{}+tag@example.com", unique("dana.o-neil"));
+    for name in [uuid_like.as_str(), email_like.as_str()] {
+        let mut browser = Browser::new(&demo.https);
+        assert_eq!(
+            browser
+                .register(name, "correct horse battery")
+                .await
+                .status(),
+            303,
+            "{name}"
+        );
+        assert_eq!(browser.signed_in_as().await.as_deref(), Some(name));
+        let mut again = Browser::new(&demo.https);
+        assert_eq!(
+            again.login(name, "correct horse battery").await.status(),
+            303
+        );
+    }
+    let mut browser = Browser::new(&demo.https);
+    let control = browser
+        .register("bad\u{7}name", "correct horse battery")
+        .await;
+    assert_eq!(control.status(), 400);
+    let empty = browser.register("   ", "correct horse battery").await;
+    assert_eq!(empty.status(), 400);
+}
+
+#[tokio::test]
+async fn same_origin_requests_pass_csrf_over_http2_too() {
+    // HTTP/2 has no Host header (only `:authority`): the Origin check must
+    // still recognise the site's own origin.
+    let demo = Demo::start(&[]);
+    let mut browser = Browser::http2(&demo.https);
+    let first = browser.get("/api/preferences").await;
+    assert_eq!(first.version(), reqwest::Version::HTTP_2, "ALPN chose h2");
+    let token = browser.csrf().await;
+    let origin = demo.https.trim_end_matches('/').to_owned();
+    let patch = browser
+        .client
+        .patch(format!("{}/api/preferences", demo.https))
+        .header("x-csrf-token", &token)
+        .header("origin", &origin)
+        .json(&serde_json::json!({"theme": "dark"}));
+    let response = browser.send(patch).await;
+    assert_eq!(response.status(), 200, "same-origin PATCH over h2");
+    let cross = browser
+        .client
+        .patch(format!("{}/api/preferences", demo.https))
+        .header("x-csrf-token", &token)
+        .header("origin", "https://evil.example")
+        .json(&serde_json::json!({"theme": "light"}));
+    assert_eq!(
+        browser.send(cross).await.status(),
+        403,
+        "cross-origin refused"
+    );
+    let name = unique("h2user");
+    assert_eq!(
+        browser
+            .register(&name, "correct horse battery")
+            .await
+            .status(),
+        303
+    );
+    assert_eq!(browser.signed_in_as().await.as_deref(), Some(name.as_str()));
+}
+
+#[tokio::test]
+async fn replaying_an_old_remember_me_value_at_once_revokes_every_login() {
+    let demo = Demo::start(&[]);
+    let name = unique("ivan");
+    Browser::new(&demo.https)
+        .register(&name, "correct horse battery")
+        .await;
+    let mut browser = Browser::new(&demo.https);
+    browser
+        .post(
+            "/login",
+            &[
+                ("username", &name),
+                ("password", "correct horse battery"),
+                ("remember", "on"),
+            ],
+        )
+        .await;
+    let first = browser.cookies[REMEMBER].clone();
+    // The browser session ends (closed browser): remember-me logs back in and rotates.
+    browser.cookies.remove(SESSION);
+    assert_eq!(browser.signed_in_as().await.as_deref(), Some(name.as_str()));
+    let second = browser.cookies[REMEMBER].clone();
+    assert_ne!(first, second, "rotated on use");
+    // A copy of the old value, replayed straight away: theft.
+    let mut thief = Browser::new(&demo.https);
+    thief.cookies.insert(REMEMBER.into(), first);
+    assert_eq!(thief.signed_in_as().await, None);
+    // Every remember token and session of the user is gone, the victim's too.
+    assert_eq!(browser.signed_in_as().await, None);
+    let mut victim = Browser::new(&demo.https);
+    victim.cookies.insert(REMEMBER.into(), second);
+    assert_eq!(victim.signed_in_as().await, None);
 }
 
 #[tokio::test]

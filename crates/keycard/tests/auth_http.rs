@@ -733,6 +733,32 @@ async fn users_list_and_revoke_their_sessions() {
     );
     let still: Vec<String> = [phone.text("/public").await, tablet.text("/public").await].into();
     assert_eq!(still.iter().filter(|s| *s == "anonymous").count(), 1);
+    // An API token minted earlier is a login elsewhere too.
+    let csrf = laptop.token().await;
+    let api_token = laptop
+        .send(
+            laptop
+                .client
+                .post(format!("{base}/token"))
+                .header("x-csrf-token", csrf),
+        )
+        .await
+        .text()
+        .await
+        .unwrap();
+    let api_me = |token: String| {
+        let base = base.clone();
+        async move {
+            reqwest::Client::new()
+                .get(format!("{base}/api/private"))
+                .bearer_auth(token)
+                .send()
+                .await
+                .unwrap()
+                .status()
+        }
+    };
+    assert_eq!(api_me(api_token.clone()).await, 200);
     assert_eq!(
         laptop
             .post("/revoke-others", &[])
@@ -740,8 +766,10 @@ async fn users_list_and_revoke_their_sessions() {
             .text()
             .await
             .unwrap(),
-        "1"
+        "2",
+        "the remaining other session and the token"
     );
+    assert_eq!(api_me(api_token).await, 401, "the token ended too");
     assert_eq!(phone.text("/public").await, "anonymous");
     assert_eq!(tablet.text("/public").await, "anonymous");
     assert_eq!(laptop.text("/public").await, "alice");

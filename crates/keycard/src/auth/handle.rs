@@ -317,7 +317,8 @@ impl<B: AuthBackend> Auth<B> {
             }
             Restored::Theft { user_id } => {
                 tracing::warn!(target: "keycard::security", event = "remember_token_theft", user = %user_id, "stale remember-me token replayed; every session of the user revoked");
-                self.revoke_user_records(&user_id, None, &["session", "remember"])
+                // API tokens too: whoever used the copy may have minted one.
+                self.revoke_user_records(&user_id, None, &["session", "remember", "bearer"])
                     .await?;
                 if session.is_client_side() {
                     set_not_before(session.config(), store.as_ref(), &user_id, now_millis())
@@ -433,8 +434,10 @@ impl<B: AuthBackend> Auth<B> {
         Ok(true)
     }
 
-    /// "Log out everywhere else": ends every other session and remember-me
-    /// series of the user; this session (and its remember-me) stays.
+    /// "Log out everywhere else": ends every other session, remember-me series
+    /// and API token of the user (a token is a login elsewhere too, and one
+    /// minted by an intruder must not outlive the clean-up); this session and
+    /// its remember-me stay.
     pub async fn revoke_other_sessions(&self) -> Result<u64, AuthError> {
         let user_id = self.current_user_id().await?;
         let current = self.inner.session.key().await?;
@@ -445,7 +448,7 @@ impl<B: AuthBackend> Auth<B> {
             .and_then(remember::key_of);
         let keep: Vec<SessionKey> = current.into_iter().chain(own_remember).collect();
         let count = self
-            .revoke_user_records(&user_id, Some(&keep), &["session", "remember"])
+            .revoke_user_records(&user_id, Some(&keep), &["session", "remember", "bearer"])
             .await?;
         if self.inner.session.is_client_side() {
             // Client-side sessions cannot be listed: void every older login,

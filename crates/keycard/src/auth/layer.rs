@@ -44,8 +44,12 @@ pub struct AuthConfig {
     /// How long a remember-me series lives after its last use. Default: 30 days.
     pub remember_lifetime: Duration,
     /// How long the previous remember-me value is still accepted after a
-    /// rotation (parallel requests of one browser carry the old cookie).
-    /// Past it, the old value is treated as stolen. Default: 30 seconds.
+    /// rotation, so that parallel requests of one browser that all carry the
+    /// old cookie are not taken for theft. Default: zero: any replay of an
+    /// old value revokes every session and remember token of the user. A
+    /// grace period cannot tell a parallel request from a thief's replay made
+    /// within it (both present the old value and no session), so it is a
+    /// trade you opt into; a few seconds covers a burst of parallel requests.
     pub remember_grace: Duration,
 }
 
@@ -62,7 +66,7 @@ impl Default for AuthConfig {
                 ..CookieConfig::named("__Host-keycard-remember")
             },
             remember_lifetime: lifetime,
-            remember_grace: Duration::from_secs(30),
+            remember_grace: Duration::ZERO,
         }
     }
 }

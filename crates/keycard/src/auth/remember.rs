@@ -3,10 +3,12 @@
 //! Only a SHA-256 of the validator is stored, under a key derived from the
 //! selector, so a leaked store opens nothing. Every use rotates the validator;
 //! presenting a validator the series no longer accepts means someone else
-//! used the token first (it was copied), so every session and remember token
-//! of the user is revoked (theft detection). The previous validator stays
-//! valid for a short grace period so two parallel requests from the same
-//! browser, both carrying the old cookie, do not look like theft.
+//! used the token first (it was copied), so every session, remember token and
+//! API token of the user is revoked (theft detection). An application may let the
+//! previous validator stay valid for a short grace period
+//! ([`AuthConfig::remember_grace`](crate::auth::AuthConfig::remember_grace),
+//! zero by default) so two parallel requests from the same browser, both
+//! carrying the old cookie, do not look like theft.
 
 use crate::session::timed;
 use crate::{

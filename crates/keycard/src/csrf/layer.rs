@@ -146,21 +146,37 @@ fn is_safe(method: &Method) -> bool {
     )
 }
 
+/// The host the request was sent to: the `Host` header, or over HTTP/2 (which
+/// has no `Host` header, only the `:authority` pseudo-header) the URI's
+/// authority, which is where hyper puts `:authority`.
+fn request_host<'a>(headers: &'a HeaderMap, uri: &'a http::Uri) -> Option<&'a str> {
+    match headers.get(header::HOST) {
+        Some(host) => host.to_str().ok(),
+        None => uri.authority().map(http::uri::Authority::as_str),
+    }
+}
+
 /// Checks where the request comes from. `Ok` when nothing says another site.
-fn check_origin(config: &CsrfConfig, headers: &HeaderMap) -> Result<(), Refusal> {
+fn check_origin(
+    config: &CsrfConfig,
+    headers: &HeaderMap,
+    host: Option<&str>,
+) -> Result<(), Refusal> {
     match headers.get("sec-fetch-site").and_then(|v| v.to_str().ok()) {
         Some("same-origin") | Some("none") => return Ok(()),
         Some("same-site") if config.allow_same_site => return Ok(()),
         Some("same-site") | Some("cross-site") => return Err(Refusal::CrossSite),
         _ => {}
     }
-    let host = headers.get(header::HOST).and_then(|v| v.to_str().ok());
+    // Host names are case-insensitive; browsers send the Origin in lower case.
+    let same_host = |rest: Option<&str>| {
+        rest.zip(host)
+            .is_some_and(|(rest, host)| rest.eq_ignore_ascii_case(host))
+    };
     let allowed = |origin: &str| {
         config.trusted_origins.iter().any(|o| o == origin)
-            || host.is_some_and(|host| {
-                origin.strip_prefix("https://") == Some(host)
-                    || (config.allow_plain_http && origin.strip_prefix("http://") == Some(host))
-            })
+            || same_host(origin.strip_prefix("https://"))
+            || (config.allow_plain_http && same_host(origin.strip_prefix("http://")))
     };
     if let Some(origin) = headers.get(header::ORIGIN) {
         let origin = origin.to_str().unwrap_or("null");
@@ -247,7 +263,8 @@ where
             if session.is_bearer() {
                 return inner.call(request).await;
             }
-            if let Err(reason) = check_origin(&config, request.headers()) {
+            let host = request_host(request.headers(), request.uri());
+            if let Err(reason) = check_origin(&config, request.headers(), host) {
                 session.abandon().await;
                 return Ok(refuse(reason));
             }
@@ -295,6 +312,14 @@ where
 mod tests {
     use super::*;
 
+    fn check(config: &CsrfConfig, headers: &HeaderMap) -> Result<(), Refusal> {
+        check_origin(
+            config,
+            headers,
+            request_host(headers, &http::Uri::default()),
+        )
+    }
+
     fn headers(pairs: &[(&'static str, &str)]) -> HeaderMap {
         let mut map = HeaderMap::new();
         map.insert(header::HOST, "app.example:8443".parse().unwrap());
@@ -308,15 +333,15 @@ mod tests {
     fn origin_rules() {
         let config = CsrfConfig::default();
         assert_eq!(
-            check_origin(&config, &headers(&[("sec-fetch-site", "cross-site")])),
+            check(&config, &headers(&[("sec-fetch-site", "cross-site")])),
             Err(Refusal::CrossSite)
         );
         assert_eq!(
-            check_origin(&config, &headers(&[("sec-fetch-site", "same-site")])),
+            check(&config, &headers(&[("sec-fetch-site", "same-site")])),
             Err(Refusal::CrossSite)
         );
         assert_eq!(
-            check_origin(
+            check(
                 &config,
                 &headers(&[
                     ("sec-fetch-site", "same-origin"),
@@ -326,11 +351,11 @@ mod tests {
             Ok(())
         );
         assert_eq!(
-            check_origin(&config, &headers(&[("origin", "https://app.example:8443")])),
+            check(&config, &headers(&[("origin", "https://app.example:8443")])),
             Ok(())
         );
         assert_eq!(
-            check_origin(&config, &headers(&[("origin", "null")])),
+            check(&config, &headers(&[("origin", "null")])),
             Err(Refusal::NullOrigin)
         );
         for evil in [
@@ -340,29 +365,62 @@ mod tests {
             "https://app.example",
         ] {
             assert_eq!(
-                check_origin(&config, &headers(&[("origin", evil)])),
+                check(&config, &headers(&[("origin", evil)])),
                 Err(Refusal::ForeignOrigin),
                 "{evil}"
             );
         }
         assert_eq!(
-            check_origin(
+            check(
                 &config,
                 &headers(&[("referer", "https://app.example:8443/form?x")])
             ),
             Ok(())
         );
         assert_eq!(
-            check_origin(
+            check(
                 &config,
                 &headers(&[("referer", "https://app.example:8443.evil/")])
             ),
             Err(Refusal::ForeignReferer)
         );
         assert_eq!(
-            check_origin(&config, &headers(&[("referer", "garbage")])),
+            check(&config, &headers(&[("referer", "garbage")])),
             Err(Refusal::ForeignReferer)
         );
-        assert_eq!(check_origin(&config, &headers(&[])), Ok(()));
+        assert_eq!(check(&config, &headers(&[])), Ok(()));
+    }
+
+    #[test]
+    fn over_http2_the_authority_stands_for_the_host_header() {
+        let config = CsrfConfig::default();
+        let uri: http::Uri = "https://app.example:8443/form".parse().unwrap();
+        let with_origin = |origin: &str| {
+            let mut headers = HeaderMap::new();
+            headers.insert(header::ORIGIN, origin.parse().unwrap());
+            headers
+        };
+        let same = with_origin("https://app.example:8443");
+        assert_eq!(request_host(&same, &uri), Some("app.example:8443"));
+        assert_eq!(
+            check_origin(&config, &same, request_host(&same, &uri)),
+            Ok(())
+        );
+        let evil = with_origin("https://evil.example");
+        assert_eq!(
+            check_origin(&config, &evil, request_host(&evil, &uri)),
+            Err(Refusal::ForeignOrigin)
+        );
+        // Neither a Host header nor an authority: no Origin can match.
+        assert_eq!(check(&config, &same), Err(Refusal::ForeignOrigin));
+    }
+
+    #[test]
+    fn host_names_compare_without_case() {
+        let config = CsrfConfig::default();
+        let mut headers = HeaderMap::new();
+        headers.insert(header::HOST, "App.Example:8443".parse().unwrap());
+        headers.insert(header::ORIGIN, "https://app.example:8443".parse().unwrap());
+        assert_eq!(check(&config, &headers), Ok(()));
     }
 }
