@@ -793,6 +793,37 @@ async fn cookie_store_mode_works_and_logout_is_final() {
     assert_eq!(browser.signed_in_as().await.as_deref(), Some(name.as_str()));
     browser.post("/preferences", &[("theme", "dark")]).await;
     assert!(browser.text("/").await.contains("theme-dark"));
+    // The sessions page lists this device (the others live in other cookies).
+    let page = browser.text("/sessions").await;
+    assert!(page.contains("this device"), "{page}");
+    assert!(page.contains("keycard-contract-test/1.0"));
+    let handle = page
+        .split("name=\"session\" value=\"")
+        .nth(1)
+        .and_then(|rest| rest.split('"').next())
+        .unwrap()
+        .to_owned();
+    let mut other = Browser::new(&demo.https);
+    other.register(&unique("lena"), "correct horse battery").await;
+    assert_eq!(
+        other
+            .post("/sessions/revoke", &[("session", &handle)])
+            .await
+            .status(),
+        404,
+        "another user cannot name it"
+    );
+    assert_eq!(browser.signed_in_as().await.as_deref(), Some(name.as_str()));
+    let before_revoke = browser.cookies.clone();
+    let revoked = browser
+        .post("/sessions/revoke", &[("session", &handle)])
+        .await;
+    assert_eq!(revoked.status(), 303, "revoking this device logs out");
+    assert_eq!(browser.signed_in_as().await, None);
+    let mut replay = Browser::new(&demo.https);
+    replay.cookies = before_revoke;
+    assert_eq!(replay.signed_in_as().await, None, "and it stays revoked");
+    browser.login(&name, "correct horse battery").await;
     let before_logout = browser.cookies.clone();
     browser.post("/logout", &[]).await;
     let mut replay = Browser::new(&demo.https);

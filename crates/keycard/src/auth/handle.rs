@@ -384,7 +384,9 @@ impl<B: AuthBackend> Auth<B> {
             .ok_or(AuthError::NotLoggedIn)
     }
 
-    /// The current user's active sessions, newest activity first.
+    /// The current user's active sessions, the current one first, then by
+    /// latest activity. With client-side sessions only the current one can be
+    /// listed (the others live in other browsers' cookies).
     pub async fn sessions(&self) -> Result<Vec<SessionEntry>, AuthError> {
         let user_id = self.current_user_id().await?;
         let current = self.inner.session.key().await?;
@@ -403,6 +405,18 @@ impl<B: AuthBackend> Auth<B> {
                     current: Some(s.key) == current,
                 })
                 .collect();
+        if self.inner.session.is_client_side() && !list.iter().any(|s| s.current) {
+            if let (Some(key), Some(record)) = (current, self.inner.session.record().await?) {
+                list.push(SessionEntry {
+                    handle: key.handle(),
+                    created_at: record.created_at,
+                    last_seen: record.last_seen,
+                    ip: record.ip,
+                    user_agent: record.user_agent,
+                    current: true,
+                });
+            }
+        }
         list.sort_by(|a, b| {
             b.current
                 .cmp(&a.current)
@@ -424,8 +438,18 @@ impl<B: AuthBackend> Auth<B> {
                 s.kind == "session"
                     && bool::from(s.key.handle().as_bytes().ct_eq(handle.as_bytes()))
             });
+        let current = self.inner.session.key().await?;
+        let names_current = current
+            .is_some_and(|key| bool::from(key.handle().as_bytes().ct_eq(handle.as_bytes())));
+        if found.is_none() && names_current && self.inner.session.is_client_side() {
+            // A client-side session is not in the store's list: only the
+            // current one can be named, and ending it is logging out.
+            self.logout().await?;
+            tracing::info!(target: "keycard::security", event = "session_revoked", user = %user_id, "session revoked by its owner");
+            return Ok(true);
+        }
         let Some(found) = found else { return Ok(false) };
-        if Some(found.key) == self.inner.session.key().await? {
+        if Some(found.key) == current {
             self.logout().await?;
         } else {
             timed(config, store.delete(&found.key)).await?;

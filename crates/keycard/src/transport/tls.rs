@@ -44,20 +44,59 @@ impl TlsIdentity {
     /// Loads `cert.pem` and `key.pem` from `dir`, first making a self-signed
     /// development certificate for `localhost`, `127.0.0.1` and `::1` there
     /// if they do not exist (the key file is written with mode 0600).
+    ///
+    /// Processes that start together on an empty `dir` agree on one pair:
+    /// the first to link its complete key file in place writes the
+    /// certificate; the others wait for it (up to 10 seconds) and load it.
     pub fn development(dir: &Path) -> io::Result<Self> {
         let (cert_path, key_path) = (dir.join("cert.pem"), dir.join("key.pem"));
-        if !cert_path.exists() || !key_path.exists() {
-            std::fs::create_dir_all(dir)?;
-            let names = vec![
-                "localhost".to_owned(),
-                "127.0.0.1".to_owned(),
-                "::1".to_owned(),
-            ];
-            let certified = rcgen::generate_simple_self_signed(names).map_err(io::Error::other)?;
-            write_private(&key_path, certified.key_pair.serialize_pem().as_bytes())?;
-            std::fs::write(&cert_path, certified.cert.pem())?;
+        if cert_path.exists() && key_path.exists() {
+            return Self::from_pem_files(&cert_path, &key_path);
         }
-        Self::from_pem_files(&cert_path, &key_path)
+        std::fs::create_dir_all(dir)?;
+        let names = vec![
+            "localhost".to_owned(),
+            "127.0.0.1".to_owned(),
+            "::1".to_owned(),
+        ];
+        let certified = rcgen::generate_simple_self_signed(names).map_err(io::Error::other)?;
+        let (key_pem, cert_pem) = (certified.key_pair.serialize_pem(), certified.cert.pem());
+        let suffix = crate::random_bytes::<8>()
+            .map_err(io::Error::other)?
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect::<String>();
+        let key_aside = dir.join(format!("key.pem.{suffix}.tmp"));
+        let cert_aside = dir.join(format!("cert.pem.{suffix}.tmp"));
+        write_private(&key_aside, key_pem.as_bytes())?;
+        // A hard link never replaces a file: only one process claims key.pem,
+        // and the file it claims is already complete.
+        let claimed = std::fs::hard_link(&key_aside, &key_path);
+        let _ = std::fs::remove_file(&key_aside);
+        match claimed {
+            Ok(()) => {
+                std::fs::write(&cert_aside, &cert_pem)?;
+                // The certificate appears whole, and only after its key.
+                std::fs::rename(&cert_aside, &cert_path)?;
+                Self::from_pem(cert_pem.as_bytes(), key_pem.as_bytes())
+            }
+            Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {
+                let deadline = std::time::Instant::now() + Duration::from_secs(10);
+                while !cert_path.exists() {
+                    if std::time::Instant::now() >= deadline {
+                        return Err(io::Error::other(format!(
+                            "{} exists without {}: another start did not finish; \
+                             remove both to make a new development certificate",
+                            key_path.display(),
+                            cert_path.display()
+                        )));
+                    }
+                    std::thread::sleep(Duration::from_millis(20));
+                }
+                Self::from_pem_files(&cert_path, &key_path)
+            }
+            Err(e) => Err(e),
+        }
     }
 
     /// A rustls acceptor offering HTTP/2 and HTTP/1.1 (ALPN).
@@ -153,4 +192,34 @@ pub async fn serve(
     drop(listener);
     let _ = tokio::time::timeout(Duration::from_secs(10), graceful.shutdown()).await;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn racing_starts_agree_on_one_development_certificate() {
+        let dir = std::env::temp_dir().join(format!("keycard-tls-race-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        let certs: Vec<Vec<u8>> = std::thread::scope(|scope| {
+            let handles: Vec<_> = (0..8)
+                .map(|_| scope.spawn(|| TlsIdentity::development(&dir).unwrap().certs[0].to_vec()))
+                .collect();
+            handles.into_iter().map(|h| h.join().unwrap()).collect()
+        });
+        assert!(certs.iter().all(|c| *c == certs[0]), "starts disagree");
+        // What is on disk is that pair, it matches (rustls accepts it), and
+        // no aside files are left.
+        let loaded = TlsIdentity::development(&dir).unwrap();
+        assert_eq!(loaded.certs[0].to_vec(), certs[0]);
+        loaded.acceptor().unwrap();
+        let mut names: Vec<String> = std::fs::read_dir(&dir)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        names.sort();
+        assert_eq!(names, ["cert.pem", "key.pem"]);
+        let _ = std::fs::remove_dir_all(&dir);
+    }
 }
