@@ -169,6 +169,12 @@ impl PasswordWorkers {
             let spawned = std::thread::Builder::new()
                 .name(format!("keycard-password-{i}"))
                 .spawn(move || {
+                    if i == 0 {
+                        // Made now, not by the first unknown-user login,
+                        // which would otherwise take twice as long as any
+                        // wrong-password one.
+                        dummy_hash();
+                    }
                     let mut memory = Argon2Memory { blocks: Vec::new() };
                     loop {
                         let job = match queue.lock() {
