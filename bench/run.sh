@@ -5,8 +5,10 @@
 #   2. the scale program: memory per session at SESSIONS sessions, bounded
 #      memory under a stream of new sessions, sweep time, SQLite and Redis at
 #      SESSIONS sessions;
-#   3. the criterion micro-benchmarks.
-# Bounded: about 6 + 4 + 2 minutes on a 2-core machine (after the build).
+#   3. the criterion micro-benchmarks;
+#   4. user-space instructions per request under callgrind (exact, noise-free;
+#      scripts/instructions.sh), when valgrind is installed.
+# Bounded: about 8 + 4 + 2 + 3 minutes on a 2-core machine (after the build).
 # Every target is on 127.0.0.1; Redis is a private redis-server the harness
 # starts on a free port (or BENCH_REDIS_URL, never database 0).
 set -euo pipefail
@@ -45,4 +47,10 @@ taskset -c 0 "$bin/harness" --rounds "$ROUNDS" --seconds "$RUN_SECONDS" --out "$
 cargo bench --bench micro -- --warm-up-time 1 --measurement-time 2 --noplot 2>&1 \
   | grep -vE '^(Benchmarking|Gnuplot|Found|  [0-9]+ \()|change:|Performance has|No change in|Change within|\[[+-][0-9.]+%' \
   | tee "$OUT/micro.txt" || status=1
+if command -v valgrind >/dev/null; then
+  bash scripts/instructions.sh 5000 > "$OUT/instructions.md" || status=1
+  cat "$OUT/instructions.md"
+else
+  echo "valgrind not installed: no instruction counts" >&2
+fi
 exit "$status"
