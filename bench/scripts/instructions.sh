@@ -22,14 +22,24 @@ server="$here/target/release/server"
 [ -x "$server" ] || (cd "$here" && cargo build --release --bin server >&2)
 command -v valgrind >/dev/null || { echo "valgrind is needed (apt-get install valgrind)" >&2; exit 1; }
 work=$(mktemp -d)
+vpid=
 trap 'rm -rf "$work"' EXIT
 
-count() { # variant route -> "total sha"
-  local v=$1 r=$2 port=$((20000 + RANDOM % 20000))
+count() { # variant route -> "total sha"; runs in a subshell of its own
+  local v=$1 r=$2 port
+  trap '[ -n "$vpid" ] && kill "$vpid" 2>/dev/null' EXIT
+  port=$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
   valgrind --tool=callgrind --callgrind-out-file="$work/cg-$v-$r.%p" "$server" "$v" "$port" \
     >"$work/server.log" 2>&1 &
-  local vpid=$!
-  for _ in $(seq 150); do grep -q ready "$work/server.log" 2>/dev/null && break; sleep 0.2; done
+  vpid=$!
+  local ready=
+  for _ in $(seq 300); do
+    if grep -q ready "$work/server.log" 2>/dev/null; then ready=1; break; fi
+    sleep 0.2
+  done
+  if [ -z "$ready" ]; then
+    echo "$v did not start under valgrind in 60 s:" >&2; cat "$work/server.log" >&2; return 1
+  fi
   python3 - "$port" "$r" "$N" "$vpid" <<'PY'
 import http.client, subprocess, sys
 port, route, n, vpid = int(sys.argv[1]), sys.argv[2], int(sys.argv[3]), sys.argv[4]
@@ -51,6 +61,7 @@ for i in range(n): req(method, "/" + route, cookie(i))
 subprocess.run(["callgrind_control", "-d", vpid], capture_output=True, check=True)
 PY
   kill "$vpid"; wait "$vpid" 2>/dev/null || true
+  vpid=
   local dump; dump=$(ls "$work"/cg-"$v"-"$r".*.1)
   local total sha
   total=$(callgrind_annotate "$dump" | awk '/PROGRAM TOTALS/ {gsub(",","",$1); print $1}')
@@ -64,12 +75,14 @@ echo
 echo "| route | variant | instructions/req | over bare | of which software SHA-256 | over bare without it |"
 echo "|---|---|---:|---:|---:|---:|"
 for r in ${ROUTES//,/ }; do
-  read -r bare_total _ < <(count bare "$r")
+  out=$(count bare "$r") || exit 1
+  read -r bare_total _ <<<"$out"
   bare=$((bare_total / N))
   echo "| /$r | bare | $bare | 0 | 0 | 0 |"
   for v in ${VARIANTS//,/ }; do
     [ "$v" = bare ] && continue
-    read -r total sha < <(count "$v" "$r")
+    out=$(count "$v" "$r") || exit 1
+    read -r total sha <<<"$out"
     per=$((total / N)); s=$((sha / N))
     echo "| /$r | $v | $per | $((per - bare)) | $s | $((per - bare - s)) |"
   done

@@ -533,7 +533,9 @@ async fn usernames_may_be_long_or_email_like() {
     let demo = Demo::start(&[]);
     let uuid_like = format!("user_{}{}", unique(""), "0123456789abcdef0123456789ab");
     let email_like = format!("{}+tag@example.com", unique("dana.o-neil"));
-    for name in [uuid_like.as_str(), email_like.as_str()] {
+    let longest = format!("{}{}", unique("Zed Q. "), "x".repeat(128 - 15));
+    assert_eq!(longest.len(), 128);
+    for name in [uuid_like.as_str(), email_like.as_str(), longest.as_str()] {
         let mut browser = Browser::new(&demo.https);
         assert_eq!(
             browser
@@ -551,10 +553,16 @@ async fn usernames_may_be_long_or_email_like() {
         );
     }
     let mut browser = Browser::new(&demo.https);
-    let control = browser
-        .register("bad\u{7}name", "correct horse battery")
-        .await;
-    assert_eq!(control.status(), 400);
+    for bad in [
+        "bad\u{7}name".to_owned(),
+        "ad\u{202e}nimda".to_owned(), // a bidi override: reads as another name
+        "zero\u{200b}width".to_owned(),
+        "élise".to_owned(),
+        format!("{longest}x"),
+    ] {
+        let refused = browser.register(&bad, "correct horse battery").await;
+        assert_eq!(refused.status(), 400, "{bad:?}");
+    }
     let empty = browser.register("   ", "correct horse battery").await;
     assert_eq!(empty.status(), 400);
 }
@@ -804,7 +812,9 @@ async fn cookie_store_mode_works_and_logout_is_final() {
         .unwrap()
         .to_owned();
     let mut other = Browser::new(&demo.https);
-    other.register(&unique("lena"), "correct horse battery").await;
+    other
+        .register(&unique("lena"), "correct horse battery")
+        .await;
     assert_eq!(
         other
             .post("/sessions/revoke", &[("session", &handle)])

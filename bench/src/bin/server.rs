@@ -8,8 +8,8 @@
 //! `kc-cookie` (keycard), `ts-memory`, `ts-redis` (tower-sessions),
 //! `pcj` (axum-extra `PrivateCookieJar`); and two floors, no session library
 //! at all: `floor-memory` (the handlers look the cookie up in a locked
-//! `HashMap`) and `floor-redis` (the fewest Redis commands a server-side
-//! session can cost, over the client keycard-redis uses).
+//! `HashMap`) and `floor-redis` (one Redis command per route, the fewest a
+//! server-side session can cost, over the client keycard-redis uses).
 //!
 //! Routes (the same for every variant):
 //! - `GET /read`   the integer `n` from the session (0 when absent);
@@ -293,10 +293,10 @@ mod floor {
         (set_cookie, "0")
     }
 
-    /// Per route, one round trip: `/read` one `HGET`; `/write` the smallest
-    /// script that increments without reviving a deleted session (`EXISTS`,
-    /// `HINCRBY`); `/new` `HSETNX` (create unless it exists) and `PEXPIRE`,
-    /// pipelined.
+    /// Per route, one command, one round trip, on a plain string key:
+    /// `/read` `GET`; `/write` the smallest script that increments without
+    /// reviving a deleted session (`EXISTS`, `INCR`); `/new` `SET … NX PX`
+    /// (create unless it exists, with its expiry).
     pub async fn redis_router(url: &str) -> Router {
         let client = redis::Client::open(url).expect("Redis URL");
         let conn = redis::aio::ConnectionManager::new(client)
@@ -306,7 +306,7 @@ mod floor {
             conn,
             increment: Arc::new(redis::Script::new(
                 "if redis.call('EXISTS', KEYS[1]) == 0 then return false end \
-                 return redis.call('HINCRBY', KEYS[1], 'n', 1)",
+                 return redis.call('INCR', KEYS[1])",
             )),
         };
         Router::new()
@@ -332,9 +332,8 @@ mod floor {
             return Ok("0".into());
         };
         let mut conn = s.conn.clone();
-        let n: Option<i64> = redis::cmd("HGET")
+        let n: Option<i64> = redis::cmd("GET")
             .arg(key(id))
-            .arg(KEY)
             .query_async(&mut conn)
             .await
             .map_err(internal)?;
@@ -362,18 +361,16 @@ mod floor {
         let (id, set_cookie) = new_id();
         let key = key(&id);
         let mut conn = s.conn.clone();
-        let (created, _): (i64, i64) = redis::pipe()
-            .cmd("HSETNX")
+        let created: Option<String> = redis::cmd("SET")
             .arg(&key)
-            .arg(KEY)
             .arg(0)
-            .cmd("PEXPIRE")
-            .arg(&key)
+            .arg("NX")
+            .arg("PX")
             .arg(86_400_000)
             .query_async(&mut conn)
             .await
             .map_err(internal)?;
-        if created != 1 {
+        if created.is_none() {
             return Err(internal("session ID collision"));
         }
         Ok((set_cookie, "0"))

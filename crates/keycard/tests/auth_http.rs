@@ -411,6 +411,35 @@ async fn remember_me_restores_a_not_fresh_login_and_rotates() {
 }
 
 #[tokio::test]
+async fn by_default_an_old_remember_me_value_replayed_at_once_is_theft() {
+    let (base, _store, _) = start(Options::default()).await;
+    let mut browser = Browser::new(&base);
+    browser
+        .post(
+            "/login",
+            &[
+                ("username", "alice"),
+                ("password", "correct horse"),
+                ("remember", "on"),
+            ],
+        )
+        .await;
+    let first = browser.jar.get(REMEMBER).unwrap().to_owned();
+    browser.jar.cookies.remove(SESSION); // the browser was closed
+    assert_eq!(browser.text("/public").await, "alice", "restored");
+    let second = browser.jar.get(REMEMBER).unwrap().to_owned();
+    assert_ne!(first, second);
+    // No grace period: a copy replayed a moment later is theft.
+    let mut thief = Browser::new(&base);
+    thief.jar.cookies.insert(REMEMBER.into(), first);
+    assert_eq!(thief.text("/public").await, "anonymous");
+    assert_eq!(browser.text("/public").await, "anonymous");
+    let mut victim = Browser::new(&base);
+    victim.jar.cookies.insert(REMEMBER.into(), second);
+    assert_eq!(victim.text("/public").await, "anonymous");
+}
+
+#[tokio::test]
 async fn exact_ip_binding_ends_a_session_used_from_another_address() {
     let binding = Binding {
         ip: BindIp::Exact,

@@ -379,6 +379,37 @@ async fn logout_everywhere_and_password_changes_reach_client_side_sessions() {
         .await
         .unwrap();
     assert_eq!(api.status(), 401);
+    // The sessions list shows this device (the others live in other cookies);
+    // a request made with an API token lists no session of its own.
+    let list: Vec<serde_json::Value> =
+        serde_json::from_str(&laptop.text("/sessions").await).unwrap();
+    assert_eq!(list.len(), 1, "{list:?}");
+    assert_eq!(list[0]["current"], true);
+    let csrf = laptop.text("/csrf").await;
+    let request = client()
+        .post(format!("{base}/token"))
+        .header("x-csrf-token", csrf);
+    let token = laptop.send(request).await.text().await.unwrap();
+    let by_token: Vec<serde_json::Value> = client()
+        .get(format!("{base}/sessions"))
+        .bearer_auth(&token)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert!(by_token.is_empty(), "{by_token:?}");
+    // "Log out everywhere else" ends API tokens too.
+    laptop.post("/revoke-others", &[]).await;
+    let api = client()
+        .get(format!("{base}/api/private"))
+        .bearer_auth(&token)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(api.status(), 401);
+    assert_eq!(laptop.text("/public").await, "alice");
     let current = laptop.jar.clone();
     laptop.post("/logout", &[]).await;
     let mut replay = Device { base, jar: current };

@@ -203,7 +203,7 @@ pub async fn login(State(state): State<AppState>, auth: A, fields: Fields) -> Re
     }
     let user = if username.is_empty()
         || password.is_empty()
-        || username.len() > 64
+        || username.len() > MAX_USERNAME
         || password.len() > 1024
     {
         keycard::auth::verify_dummy(&password);
@@ -249,19 +249,23 @@ pub async fn register_form(State(state): State<AppState>, auth: A) -> Result<Res
     ))
 }
 
+/// The longest username, in characters (all ASCII, so also in bytes).
+pub const MAX_USERNAME: usize = 128;
+
 /// Any name a person or a test might pick (`alice`, `user_<uuid>`,
-/// `me+tag@example.com`, non-Latin scripts): 1 to 128 characters after
-/// trimming, none of them a control character. Names are compared without
-/// case, and every page escapes them.
+/// `me+tag@example.com`, `Jane Doe`): 1 to 128 printable ASCII characters
+/// after trimming. ASCII only, so that every store folds case alike (SQLite's
+/// `NOCASE` folds ASCII alone) and no invisible or look-alike character can
+/// make two names that read the same.
 fn valid_username(name: &str) -> bool {
-    (1..=128).contains(&name.chars().count()) && !name.chars().any(char::is_control)
+    (1..=MAX_USERNAME).contains(&name.len()) && name.bytes().all(|b| (b' '..=b'~').contains(&b))
 }
 
 pub async fn register(State(state): State<AppState>, auth: A, fields: Fields) -> Result<Response> {
     let username = fields.get("username").unwrap_or("").trim();
     let password = fields.get("password").unwrap_or("");
     let error = if !valid_username(username) {
-        Some("Usernames are 1 to 128 characters, without control characters.")
+        Some("Usernames are 1 to 128 letters, digits, spaces or ASCII punctuation.")
     } else if password.chars().count() < 8 || password.len() > 1024 {
         Some("Passwords need at least 8 characters.")
     } else {

@@ -317,13 +317,8 @@ impl<B: AuthBackend> Auth<B> {
             }
             Restored::Theft { user_id } => {
                 tracing::warn!(target: "keycard::security", event = "remember_token_theft", user = %user_id, "stale remember-me token replayed; every session of the user revoked");
-                // API tokens too: whoever used the copy may have minted one.
-                self.revoke_user_records(&user_id, None, &["session", "remember", "bearer"])
+                self.end_logins(&user_id, None, &["session", "remember"])
                     .await?;
-                if session.is_client_side() {
-                    set_not_before(session.config(), store.as_ref(), &user_id, now_millis())
-                        .await?;
-                }
                 self.set_pending(|p| p.remember = Some(CookieAction::Clear));
                 Ok(None)
             }
@@ -390,33 +385,20 @@ impl<B: AuthBackend> Auth<B> {
     pub async fn sessions(&self) -> Result<Vec<SessionEntry>, AuthError> {
         let user_id = self.current_user_id().await?;
         let current = self.inner.session.key().await?;
-        let store = self.store();
-        let mut list: Vec<SessionEntry> =
-            timed(self.inner.session.config(), store.list_for_user(&user_id))
-                .await?
-                .into_iter()
-                .filter(|s| s.kind == "session")
-                .map(|s| SessionEntry {
-                    handle: s.key.handle(),
-                    created_at: s.created_at,
-                    last_seen: s.last_seen,
-                    ip: s.ip,
-                    user_agent: s.user_agent,
-                    current: Some(s.key) == current,
-                })
-                .collect();
-        if self.inner.session.is_client_side() && !list.iter().any(|s| s.current) {
-            if let (Some(key), Some(record)) = (current, self.inner.session.record().await?) {
-                list.push(SessionEntry {
-                    handle: key.handle(),
-                    created_at: record.created_at,
-                    last_seen: record.last_seen,
-                    ip: record.ip,
-                    user_agent: record.user_agent,
-                    current: true,
-                });
-            }
-        }
+        let mut list: Vec<SessionEntry> = self
+            .listed(&user_id, current)
+            .await?
+            .into_iter()
+            .filter(|s| s.kind == "session")
+            .map(|s| SessionEntry {
+                handle: s.key.handle(),
+                created_at: s.created_at,
+                last_seen: s.last_seen,
+                ip: s.ip,
+                user_agent: s.user_agent,
+                current: Some(s.key) == current,
+            })
+            .collect();
         list.sort_by(|a, b| {
             b.current
                 .cmp(&a.current)
@@ -431,23 +413,10 @@ impl<B: AuthBackend> Auth<B> {
         let user_id = self.current_user_id().await?;
         let store = self.store();
         let config = self.inner.session.config();
-        let found = timed(config, store.list_for_user(&user_id))
-            .await?
-            .into_iter()
-            .find(|s| {
-                s.kind == "session"
-                    && bool::from(s.key.handle().as_bytes().ct_eq(handle.as_bytes()))
-            });
         let current = self.inner.session.key().await?;
-        let names_current = current
-            .is_some_and(|key| bool::from(key.handle().as_bytes().ct_eq(handle.as_bytes())));
-        if found.is_none() && names_current && self.inner.session.is_client_side() {
-            // A client-side session is not in the store's list: only the
-            // current one can be named, and ending it is logging out.
-            self.logout().await?;
-            tracing::info!(target: "keycard::security", event = "session_revoked", user = %user_id, "session revoked by its owner");
-            return Ok(true);
-        }
+        let found = self.listed(&user_id, current).await?.into_iter().find(|s| {
+            s.kind == "session" && bool::from(s.key.handle().as_bytes().ct_eq(handle.as_bytes()))
+        });
         let Some(found) = found else { return Ok(false) };
         if Some(found.key) == current {
             self.logout().await?;
@@ -456,6 +425,29 @@ impl<B: AuthBackend> Auth<B> {
         }
         tracing::info!(target: "keycard::security", event = "session_revoked", user = %user_id, "session revoked by its owner");
         Ok(true)
+    }
+
+    /// What the store lists for the user, plus, with client-side sessions
+    /// (which live in their cookies, not in the store), the current one: the
+    /// only one that can be named (never an API token).
+    async fn listed(
+        &self,
+        user_id: &str,
+        current: Option<SessionKey>,
+    ) -> Result<Vec<crate::SessionSummary>, AuthError> {
+        let session = &self.inner.session;
+        let mut listed = timed(session.config(), self.store().list_for_user(user_id)).await?;
+        let unlisted = current.filter(|key| {
+            session.is_client_side()
+                && !session.is_bearer()
+                && !listed.iter().any(|s| s.key == *key)
+        });
+        if let Some(key) = unlisted {
+            if let Some(record) = session.record().await? {
+                listed.push(record.summary(key));
+            }
+        }
+        Ok(listed)
     }
 
     /// "Log out everywhere else": ends every other session, remember-me series
@@ -472,18 +464,10 @@ impl<B: AuthBackend> Auth<B> {
             .and_then(remember::key_of);
         let keep: Vec<SessionKey> = current.into_iter().chain(own_remember).collect();
         let count = self
-            .revoke_user_records(&user_id, Some(&keep), &["session", "remember", "bearer"])
+            .end_logins(&user_id, Some(&keep), &["session", "remember", "bearer"])
             .await?;
         if self.inner.session.is_client_side() {
-            // Client-side sessions cannot be listed: void every older login,
-            // then re-issue this one so it survives.
-            set_not_before(
-                self.inner.session.config(),
-                self.store().as_ref(),
-                &user_id,
-                now_millis(),
-            )
-            .await?;
+            // Every older cookie is void now: re-issue this one so it survives.
             self.refresh_login().await?;
         }
         tracing::info!(target: "keycard::security", event = "sessions_revoked", user = %user_id, count, "other sessions revoked");
@@ -496,17 +480,8 @@ impl<B: AuthBackend> Auth<B> {
     pub async fn password_changed(&self, user: &B::User) -> Result<(), AuthError> {
         let current = self.inner.session.key().await?;
         let keep: Vec<SessionKey> = current.into_iter().collect();
-        self.revoke_user_records(&user.id(), Some(&keep), &["session", "remember", "bearer"])
+        self.end_logins(&user.id(), Some(&keep), &["session", "remember", "bearer"])
             .await?;
-        if self.inner.session.is_client_side() {
-            set_not_before(
-                self.inner.session.config(),
-                self.store().as_ref(),
-                &user.id(),
-                now_millis(),
-            )
-            .await?;
-        }
         self.login_as(user, true, "password").await?;
         self.set_pending(|p| p.remember = Some(CookieAction::Clear));
         tracing::info!(target: "keycard::security", event = "password_changed", user = %user.id(), "password changed; other sessions ended");
@@ -520,7 +495,10 @@ impl<B: AuthBackend> Auth<B> {
         Ok(())
     }
 
-    async fn revoke_user_records(
+    /// Ends the user's records of these kinds except `keep`; with
+    /// client-side sessions, which cannot be listed, also voids every cookie
+    /// issued to the user before now (the caller re-issues its own).
+    async fn end_logins(
         &self,
         user_id: &str,
         keep: Option<&[SessionKey]>,
@@ -535,6 +513,9 @@ impl<B: AuthBackend> Auth<B> {
                 timed(config, store.delete(&entry.key)).await?;
                 count += 1;
             }
+        }
+        if self.inner.session.is_client_side() {
+            set_not_before(config, store.as_ref(), user_id, now_millis()).await?;
         }
         Ok(count)
     }

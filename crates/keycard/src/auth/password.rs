@@ -170,9 +170,10 @@ impl PasswordWorkers {
                 .name(format!("keycard-password-{i}"))
                 .spawn(move || {
                     if i == 0 {
-                        // Made now, not by the first unknown-user login,
-                        // which would otherwise take twice as long as any
-                        // wrong-password one.
+                        // Made at start rather than by the first unknown-user
+                        // login, which would otherwise take twice as long as a
+                        // wrong-password one (a login in the first few tens of
+                        // milliseconds still waits for it).
                         dummy_hash();
                     }
                     let mut memory = Argon2Memory { blocks: Vec::new() };

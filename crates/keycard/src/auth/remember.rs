@@ -3,8 +3,9 @@
 //! Only a SHA-256 of the validator is stored, under a key derived from the
 //! selector, so a leaked store opens nothing. Every use rotates the validator;
 //! presenting a validator the series no longer accepts means someone else
-//! used the token first (it was copied), so every session, remember token and
-//! API token of the user is revoked (theft detection). An application may let the
+//! used the token first (it was copied), so every session and remember token
+//! of the user is revoked (theft detection; API tokens stay, so that a false
+//! alarm does not also break the user's integrations). An application may let the
 //! previous validator stay valid for a short grace period
 //! ([`AuthConfig::remember_grace`](crate::auth::AuthConfig::remember_grace),
 //! zero by default) so two parallel requests from the same browser, both
@@ -121,24 +122,21 @@ pub(crate) async fn restore(
     if matches("v") {
         let next = crate::random_bytes::<32>()?;
         let ttl = lifetime_ms(lifetime);
-        let update = Update::lasting(
-            vec![
-                Change::Set {
-                    key: "v".into(),
-                    value: Value::from(digest(&next)),
-                },
-                Change::Set {
-                    key: "prev".into(),
-                    value: Value::from(presented),
-                },
-                Change::Set {
-                    key: "prev_until".into(),
-                    value: Value::from(now.saturating_add(grace_ms)),
-                },
-            ],
-            now,
-            ttl,
-        );
+        let mut changes = vec![Change::Set {
+            key: "v".into(),
+            value: Value::from(digest(&next)),
+        }];
+        if grace_ms > 0 {
+            changes.push(Change::Set {
+                key: "prev".into(),
+                value: Value::from(presented),
+            });
+            changes.push(Change::Set {
+                key: "prev_until".into(),
+                value: Value::from(now.saturating_add(grace_ms)),
+            });
+        }
+        let update = Update::lasting(changes, now, ttl);
         return Ok(match timed(config, store.apply(&key, &update)).await? {
             crate::ApplyOutcome::Applied => Restored::User {
                 user_id,

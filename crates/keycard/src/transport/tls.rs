@@ -41,62 +41,61 @@ impl TlsIdentity {
         Ok(TlsIdentity { certs, key })
     }
 
-    /// Loads `cert.pem` and `key.pem` from `dir`, first making a self-signed
-    /// development certificate for `localhost`, `127.0.0.1` and `::1` there
-    /// if they do not exist (the key file is written with mode 0600).
+    /// Loads the development certificate from `dir`, first making one (self
+    /// signed, for `localhost`, `127.0.0.1` and `::1`) if there is none.
     ///
-    /// Processes that start together on an empty `dir` agree on one pair:
-    /// the first to link its complete key file in place writes the
-    /// certificate; the others wait for it (up to 10 seconds) and load it.
+    /// `key.pem` (mode 0600) holds the private key and its certificate, so
+    /// the pair can never be mismatched; `cert.pem` is a copy of the
+    /// certificate for clients to trust, rewritten if it is missing or stale.
+    /// Processes that start together on an empty `dir` agree on one pair: the
+    /// first to link its complete key file in place wins, the others load it.
+    /// A `key.pem` holding only a key (from earlier releases) is used with
+    /// the `cert.pem` beside it.
     pub fn development(dir: &Path) -> io::Result<Self> {
         let (cert_path, key_path) = (dir.join("cert.pem"), dir.join("key.pem"));
-        if cert_path.exists() && key_path.exists() {
-            return Self::from_pem_files(&cert_path, &key_path);
-        }
-        std::fs::create_dir_all(dir)?;
-        let names = vec![
-            "localhost".to_owned(),
-            "127.0.0.1".to_owned(),
-            "::1".to_owned(),
-        ];
-        let certified = rcgen::generate_simple_self_signed(names).map_err(io::Error::other)?;
-        let (key_pem, cert_pem) = (certified.key_pair.serialize_pem(), certified.cert.pem());
-        let suffix = crate::random_bytes::<8>()
-            .map_err(io::Error::other)?
-            .iter()
-            .map(|b| format!("{b:02x}"))
-            .collect::<String>();
-        let key_aside = dir.join(format!("key.pem.{suffix}.tmp"));
-        let cert_aside = dir.join(format!("cert.pem.{suffix}.tmp"));
-        write_private(&key_aside, key_pem.as_bytes())?;
-        // A hard link never replaces a file: only one process claims key.pem,
-        // and the file it claims is already complete.
-        let claimed = std::fs::hard_link(&key_aside, &key_path);
-        let _ = std::fs::remove_file(&key_aside);
-        match claimed {
-            Ok(()) => {
-                std::fs::write(&cert_aside, &cert_pem)?;
-                // The certificate appears whole, and only after its key.
-                std::fs::rename(&cert_aside, &cert_path)?;
-                Self::from_pem(cert_pem.as_bytes(), key_pem.as_bytes())
-            }
-            Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {
-                let deadline = std::time::Instant::now() + Duration::from_secs(10);
-                while !cert_path.exists() {
-                    if std::time::Instant::now() >= deadline {
-                        return Err(io::Error::other(format!(
-                            "{} exists without {}: another start did not finish; \
-                             remove both to make a new development certificate",
-                            key_path.display(),
-                            cert_path.display()
-                        )));
-                    }
-                    std::thread::sleep(Duration::from_millis(20));
+        if !key_path.exists() {
+            std::fs::create_dir_all(dir)?;
+            let names = vec![
+                "localhost".to_owned(),
+                "127.0.0.1".to_owned(),
+                "::1".to_owned(),
+            ];
+            let certified = rcgen::generate_simple_self_signed(names).map_err(io::Error::other)?;
+            let pair = format!(
+                "{}{}",
+                certified.key_pair.serialize_pem(),
+                certified.cert.pem()
+            );
+            let aside = aside_path(dir, "key.pem")?;
+            write_private(&aside, pair.as_bytes())?;
+            // A hard link never replaces a file, and the file it links is
+            // already complete: one process's pair wins, whole.
+            let claimed = match std::fs::hard_link(&aside, &key_path) {
+                Err(e) if e.kind() != io::ErrorKind::AlreadyExists => {
+                    // No hard links here (some network or FAT file systems):
+                    // an atomic rename; racing starts may then differ, but
+                    // each file on disk is a whole pair.
+                    std::fs::rename(&aside, &key_path)
                 }
-                Self::from_pem_files(&cert_path, &key_path)
+                other => other,
+            };
+            let _ = std::fs::remove_file(&aside);
+            match claimed {
+                Err(e) if e.kind() != io::ErrorKind::AlreadyExists => return Err(e),
+                _ => {}
             }
-            Err(e) => Err(e),
         }
+        let key_file = std::fs::read(&key_path)?;
+        let Some(cert_pem) = certificate_block(&key_file) else {
+            return Self::from_pem_files(&cert_path, &key_path);
+        };
+        let identity = Self::from_pem(&key_file, &key_file)?;
+        if std::fs::read(&cert_path).ok().as_deref() != Some(cert_pem) {
+            let aside = aside_path(dir, "cert.pem")?;
+            std::fs::write(&aside, cert_pem)?;
+            std::fs::rename(&aside, &cert_path)?;
+        }
+        Ok(identity)
     }
 
     /// A rustls acceptor offering HTTP/2 and HTTP/1.1 (ALPN).
@@ -111,6 +110,30 @@ impl TlsIdentity {
         config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
         Ok(TlsAcceptor::from(Arc::new(config)))
     }
+}
+
+/// A fresh name in `dir` to write `name` under before moving it in place.
+fn aside_path(dir: &Path, name: &str) -> io::Result<std::path::PathBuf> {
+    let suffix: String = crate::random_bytes::<8>()
+        .map_err(io::Error::other)?
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect();
+    Ok(dir.join(format!("{name}.{suffix}.tmp")))
+}
+
+/// The first `CERTIFICATE` PEM block of `pem`, with its newline.
+fn certificate_block(pem: &[u8]) -> Option<&[u8]> {
+    const BEGIN: &[u8] = b"-----BEGIN CERTIFICATE-----";
+    const END: &[u8] = b"-----END CERTIFICATE-----";
+    let start = pem.windows(BEGIN.len()).position(|w| w == BEGIN)?;
+    let end = start + pem[start..].windows(END.len()).position(|w| w == END)? + END.len();
+    let end = if pem.get(end) == Some(&b'\n') {
+        end + 1
+    } else {
+        end
+    };
+    pem.get(start..end)
 }
 
 /// Writes a file only its owner can read.
@@ -214,12 +237,62 @@ mod tests {
         let loaded = TlsIdentity::development(&dir).unwrap();
         assert_eq!(loaded.certs[0].to_vec(), certs[0]);
         loaded.acceptor().unwrap();
-        let mut names: Vec<String> = std::fs::read_dir(&dir)
+        assert_eq!(files(&dir), ["cert.pem", "key.pem"]);
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    fn files(dir: &Path) -> Vec<String> {
+        let mut names: Vec<String> = std::fs::read_dir(dir)
             .unwrap()
             .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
             .collect();
         names.sort();
-        assert_eq!(names, ["cert.pem", "key.pem"]);
+        names
+    }
+
+    #[test]
+    fn a_stale_or_missing_cert_pem_is_rewritten_from_the_key_file() {
+        let dir = std::env::temp_dir().join(format!("keycard-tls-stale-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        let first = TlsIdentity::development(&dir).unwrap();
+        let old_cert = std::fs::read(dir.join("cert.pem")).unwrap();
+        // Another pair's key is gone, its certificate left behind.
+        std::fs::remove_file(dir.join("key.pem")).unwrap();
+        let second = TlsIdentity::development(&dir).unwrap();
+        assert_ne!(second.certs[0].to_vec(), first.certs[0].to_vec());
+        let exported = std::fs::read(dir.join("cert.pem")).unwrap();
+        assert_ne!(exported, old_cert, "the stale certificate is replaced");
+        let from_disk = TlsIdentity::from_pem(&exported, &exported[..0]);
+        assert!(from_disk.is_err(), "cert.pem holds no key");
+        let exported_cert = rustls_pemfile::certs(&mut &exported[..])
+            .next()
+            .unwrap()
+            .unwrap();
+        assert_eq!(exported_cert.to_vec(), second.certs[0].to_vec());
+        // cert.pem deleted: made again, the same pair is served.
+        std::fs::remove_file(dir.join("cert.pem")).unwrap();
+        let third = TlsIdentity::development(&dir).unwrap();
+        assert_eq!(third.certs[0].to_vec(), second.certs[0].to_vec());
+        assert_eq!(std::fs::read(dir.join("cert.pem")).unwrap(), exported);
+        assert_eq!(files(&dir), ["cert.pem", "key.pem"]);
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn a_key_only_key_file_from_earlier_releases_is_used_with_its_cert_pem() {
+        let dir = std::env::temp_dir().join(format!("keycard-tls-legacy-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        let certified = rcgen::generate_simple_self_signed(vec!["localhost".into()]).unwrap();
+        write_private(
+            &dir.join("key.pem"),
+            certified.key_pair.serialize_pem().as_bytes(),
+        )
+        .unwrap();
+        std::fs::write(dir.join("cert.pem"), certified.cert.pem()).unwrap();
+        let loaded = TlsIdentity::development(&dir).unwrap();
+        assert_eq!(loaded.certs[0].to_vec(), certified.cert.der().to_vec());
+        loaded.acceptor().unwrap();
         let _ = std::fs::remove_dir_all(&dir);
     }
 }
