@@ -190,6 +190,16 @@ impl Browser {
             .await
     }
 
+    /// Logs in with "remember me" ticked.
+    pub async fn login_remembered(&mut self, user: &str, password: &str) -> reqwest::Response {
+        let fields = [
+            ("username", user),
+            ("password", password),
+            ("remember", "on"),
+        ];
+        self.post("/login", &fields).await
+    }
+
     pub async fn signed_in_as(&mut self) -> Option<String> {
         let body = self.text("/").await;
         body.split("Signed in as ")

@@ -616,14 +616,7 @@ async fn replaying_an_old_remember_me_value_at_once_revokes_every_login() {
         .await;
     let mut browser = Browser::new(&demo.https);
     browser
-        .post(
-            "/login",
-            &[
-                ("username", &name),
-                ("password", "correct horse battery"),
-                ("remember", "on"),
-            ],
-        )
+        .login_remembered(&name, "correct horse battery")
         .await;
     let first = browser.cookies[REMEMBER].clone();
     // The browser session ends (closed browser): remember-me logs back in and rotates.
@@ -651,14 +644,7 @@ async fn remember_me_and_reauthentication() {
         .await;
     let mut browser = Browser::new(&demo.https);
     browser
-        .post(
-            "/login",
-            &[
-                ("username", &name),
-                ("password", "correct horse battery"),
-                ("remember", "on"),
-            ],
-        )
+        .login_remembered(&name, "correct horse battery")
         .await;
     let first = browser.cookies[REMEMBER].clone();
     tokio::time::sleep(Duration::from_millis(2_500)).await;

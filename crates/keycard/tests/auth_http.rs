@@ -74,6 +74,26 @@ impl Browser {
         self.post("/login", &[("username", user), ("password", password)])
             .await
     }
+
+    /// Mints an API token for the logged-in user (POST /token with CSRF).
+    async fn api_token(&mut self) -> String {
+        let csrf = self.token().await;
+        let request = self
+            .client
+            .post(format!("{}/token", self.base))
+            .header("x-csrf-token", csrf);
+        self.send(request).await.text().await.unwrap()
+    }
+
+    /// Logs in with "remember me" ticked.
+    async fn login_remembered(&mut self, user: &str, password: &str) -> reqwest::Response {
+        let fields = [
+            ("username", user),
+            ("password", password),
+            ("remember", "on"),
+        ];
+        self.post("/login", &fields).await
+    }
 }
 
 async fn start(options: Options) -> (String, Arc<MemoryStore>, Users) {
@@ -153,16 +173,7 @@ async fn twenty_parallel_logins_with_one_pre_login_cookie_get_distinct_ids() {
 async fn logout_deletes_the_record_and_clears_both_cookies() {
     let (base, store, _) = start(Options::default()).await;
     let mut browser = Browser::new(&base);
-    browser
-        .post(
-            "/login",
-            &[
-                ("username", "alice"),
-                ("password", "correct horse"),
-                ("remember", "on"),
-            ],
-        )
-        .await;
+    browser.login_remembered("alice", "correct horse").await;
     let session = browser.jar.get(SESSION).unwrap().to_owned();
     assert!(browser.jar.get(REMEMBER).is_some());
     let stolen = browser.jar.clone();
@@ -309,18 +320,7 @@ async fn a_password_change_ends_every_other_session() {
         )
         .await;
     assert_eq!(token.status(), 403, "token creation needs CSRF too");
-    let csrf = laptop.token().await;
-    let token = laptop
-        .send(
-            laptop
-                .client
-                .post(format!("{base}/token"))
-                .header("x-csrf-token", csrf),
-        )
-        .await
-        .text()
-        .await
-        .unwrap();
+    let token = laptop.api_token().await;
     assert_eq!(
         laptop
             .post("/password", &[("password", "new horse battery")])
@@ -366,16 +366,7 @@ async fn remember_me_restores_a_not_fresh_login_and_rotates() {
     })
     .await;
     let mut browser = Browser::new(&base);
-    let response = browser
-        .post(
-            "/login",
-            &[
-                ("username", "alice"),
-                ("password", "correct horse"),
-                ("remember", "on"),
-            ],
-        )
-        .await;
+    let response = browser.login_remembered("alice", "correct horse").await;
     let header = support::set_cookie_header(&response, REMEMBER).unwrap();
     assert!(
         header.contains("Max-Age=2592000") && header.starts_with(REMEMBER),
@@ -414,16 +405,7 @@ async fn remember_me_restores_a_not_fresh_login_and_rotates() {
 async fn by_default_an_old_remember_me_value_replayed_at_once_is_theft() {
     let (base, _store, _) = start(Options::default()).await;
     let mut browser = Browser::new(&base);
-    browser
-        .post(
-            "/login",
-            &[
-                ("username", "alice"),
-                ("password", "correct horse"),
-                ("remember", "on"),
-            ],
-        )
-        .await;
+    browser.login_remembered("alice", "correct horse").await;
     let first = browser.jar.get(REMEMBER).unwrap().to_owned();
     browser.jar.cookies.remove(SESSION); // the browser was closed
     assert_eq!(browser.text("/public").await, "alice", "restored");
@@ -656,18 +638,7 @@ async fn bearer_tokens_authenticate_api_calls_and_are_revocable() {
     let (base, store, _) = start(Options::default()).await;
     let mut browser = Browser::new(&base);
     browser.login("alice", "correct horse").await;
-    let csrf = browser.token().await;
-    let token = browser
-        .send(
-            browser
-                .client
-                .post(format!("{base}/token"))
-                .header("x-csrf-token", csrf),
-        )
-        .await
-        .text()
-        .await
-        .unwrap();
+    let token = browser.api_token().await;
     let id = SessionId::parse(&token).expect("an opaque 256-bit token");
     // Hashed at rest: the store has the token's hash as key, never the token.
     let record = store.load(&id.key()).await.unwrap().unwrap();
@@ -763,18 +734,7 @@ async fn users_list_and_revoke_their_sessions() {
     let still: Vec<String> = [phone.text("/public").await, tablet.text("/public").await].into();
     assert_eq!(still.iter().filter(|s| *s == "anonymous").count(), 1);
     // An API token minted earlier is a login elsewhere too.
-    let csrf = laptop.token().await;
-    let api_token = laptop
-        .send(
-            laptop
-                .client
-                .post(format!("{base}/token"))
-                .header("x-csrf-token", csrf),
-        )
-        .await
-        .text()
-        .await
-        .unwrap();
+    let api_token = laptop.api_token().await;
     let api_me = |token: String| {
         let base = base.clone();
         async move {

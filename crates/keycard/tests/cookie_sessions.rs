@@ -282,6 +282,16 @@ async fn signed_mode_is_readable_but_not_modifiable() {
     );
 }
 
+/// GET /api/private with `Authorization: Bearer token`.
+async fn with_token(base: &str, token: &str) -> reqwest::Response {
+    client()
+        .get(format!("{base}/api/private"))
+        .bearer_auth(token)
+        .send()
+        .await
+        .unwrap()
+}
+
 struct Device {
     base: String,
     jar: Jar,
@@ -301,6 +311,15 @@ impl Device {
         let request = client().get(format!("{}{path}", self.base));
         self.send(request).await.text().await.unwrap()
     }
+    /// Mints an API token for the logged-in user (POST /token with CSRF).
+    async fn api_token(&mut self) -> String {
+        let csrf = self.text("/csrf").await;
+        let request = client()
+            .post(format!("{}/token", self.base))
+            .header("x-csrf-token", csrf);
+        self.send(request).await.text().await.unwrap()
+    }
+
     async fn post(&mut self, path: &str, fields: &[(&str, &str)]) -> reqwest::Response {
         let token = self.text("/csrf").await;
         let mut form = fields.to_vec();
@@ -352,17 +371,8 @@ async fn logout_everywhere_and_password_changes_reach_client_side_sessions() {
     };
     assert_eq!(replay.text("/public").await, "anonymous");
     // API tokens work in cookie mode too (they are records in the revocation store).
-    let csrf = laptop.text("/csrf").await;
-    let request = client()
-        .post(format!("{base}/token"))
-        .header("x-csrf-token", csrf);
-    let token = laptop.send(request).await.text().await.unwrap();
-    let api = client()
-        .get(format!("{base}/api/private"))
-        .bearer_auth(&token)
-        .send()
-        .await
-        .unwrap();
+    let token = laptop.api_token().await;
+    let api = with_token(&base, &token).await;
     assert_eq!(api.status(), 200);
     assert!(api.headers().get("set-cookie").is_none());
     let revoke = client()
@@ -372,24 +382,14 @@ async fn logout_everywhere_and_password_changes_reach_client_side_sessions() {
         .await
         .unwrap();
     assert_eq!(revoke.text().await.unwrap(), "true");
-    let api = client()
-        .get(format!("{base}/api/private"))
-        .bearer_auth(&token)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(api.status(), 401);
+    assert_eq!(with_token(&base, &token).await.status(), 401);
     // The sessions list shows this device (the others live in other cookies);
     // a request made with an API token lists no session of its own.
     let list: Vec<serde_json::Value> =
         serde_json::from_str(&laptop.text("/sessions").await).unwrap();
     assert_eq!(list.len(), 1, "{list:?}");
     assert_eq!(list[0]["current"], true);
-    let csrf = laptop.text("/csrf").await;
-    let request = client()
-        .post(format!("{base}/token"))
-        .header("x-csrf-token", csrf);
-    let token = laptop.send(request).await.text().await.unwrap();
+    let token = laptop.api_token().await;
     let by_token: Vec<serde_json::Value> = client()
         .get(format!("{base}/sessions"))
         .bearer_auth(&token)
@@ -402,13 +402,7 @@ async fn logout_everywhere_and_password_changes_reach_client_side_sessions() {
     assert!(by_token.is_empty(), "{by_token:?}");
     // "Log out everywhere else" ends API tokens too.
     laptop.post("/revoke-others", &[]).await;
-    let api = client()
-        .get(format!("{base}/api/private"))
-        .bearer_auth(&token)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(api.status(), 401);
+    assert_eq!(with_token(&base, &token).await.status(), 401);
     assert_eq!(laptop.text("/public").await, "alice");
     let current = laptop.jar.clone();
     laptop.post("/logout", &[]).await;
