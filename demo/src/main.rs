@@ -129,10 +129,11 @@ async fn run(args: cli::Args) -> Result<(), String> {
         wait(stopped.clone()),
     ));
     let http_server = tokio::spawn(serve(http, None, redirect, MAX_HEADER_BYTES, wait(stopped)));
+    let shutdown = shutdown_signal();
     println!("keycard-demo listening on https://{https_addr}/ (and http://{http_addr}/ redirecting to it)");
     tracing::info!(https = %https_addr, http = %http_addr, "listening");
 
-    shutdown_signal().await;
+    shutdown.await;
     tracing::info!("shutting down");
     let _ = stop.send(true);
     let _ = https_server.await;
@@ -140,22 +141,32 @@ async fn run(args: cli::Args) -> Result<(), String> {
     Ok(())
 }
 
-async fn shutdown_signal() {
+/// Registers the SIGTERM and SIGINT handlers now and returns what resolves on
+/// either. Called before the URL is printed: a signal sent as soon as the URL
+/// appears must be a graceful stop (exit 0), not the default kill.
+fn shutdown_signal() -> impl std::future::Future<Output = ()> {
     #[cfg(unix)]
     {
-        let mut term =
-            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-                Ok(term) => term,
+        use tokio::signal::unix::{signal, SignalKind};
+        let handlers = signal(SignalKind::terminate()).and_then(|term| {
+            signal(SignalKind::interrupt()).map(|interrupt| (term, interrupt))
+        });
+        async move {
+            match handlers {
+                Ok((mut term, mut interrupt)) => {
+                    tokio::select! {
+                        _ = term.recv() => {}
+                        _ = interrupt.recv() => {}
+                    }
+                }
                 Err(_) => {
                     let _ = tokio::signal::ctrl_c().await;
-                    return;
                 }
-            };
-        tokio::select! {
-            _ = tokio::signal::ctrl_c() => {}
-            _ = term.recv() => {}
+            }
         }
     }
     #[cfg(not(unix))]
-    let _ = tokio::signal::ctrl_c().await;
+    async {
+        let _ = tokio::signal::ctrl_c().await;
+    }
 }
