@@ -422,6 +422,40 @@ async fn by_default_an_old_remember_me_value_replayed_at_once_is_theft() {
 }
 
 #[tokio::test]
+async fn two_requests_restoring_at_once_rotate_the_remember_me_value_once() {
+    let store = support::ProbeStore::default();
+    let users = Users::with(&[("alice", "correct horse", &[][..])]);
+    let base = serve(app(Arc::new(store.clone()), users, Options::default())).await;
+    let mut browser = Browser::new(&base);
+    browser.login_remembered("alice", "correct horse").await;
+    browser.jar.cookies.remove(SESSION); // the browser was closed
+                                         // Two tabs restore together; every store call takes 40 ms, so both load
+                                         // the series before either has rotated it.
+    store
+        .latency_ms
+        .store(40, std::sync::atomic::Ordering::SeqCst);
+    let (mut tab1, mut tab2) = (browser.clone(), browser.clone());
+    let (a, b) = tokio::join!(tab1.text("/public"), tab2.text("/public"));
+    store
+        .latency_ms
+        .store(0, std::sync::atomic::Ordering::SeqCst);
+    assert_eq!((a.as_str(), b.as_str()), ("alice", "alice"));
+    let handed_out: Vec<String> = [&tab1, &tab2]
+        .iter()
+        .map(|tab| tab.jar.get(REMEMBER).unwrap().to_owned())
+        .filter(|value| *value != browser.jar.get(REMEMBER).unwrap())
+        .collect();
+    assert_eq!(handed_out.len(), 1, "one rotation, one new value");
+    // The value the browser keeps works: no false theft alarm.
+    let mut later = Browser::new(&base);
+    later
+        .jar
+        .cookies
+        .insert(REMEMBER.into(), handed_out[0].clone());
+    assert_eq!(later.text("/public").await, "alice");
+}
+
+#[tokio::test]
 async fn exact_ip_binding_ends_a_session_used_from_another_address() {
     let binding = Binding {
         ip: BindIp::Exact,

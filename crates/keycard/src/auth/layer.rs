@@ -44,12 +44,14 @@ pub struct AuthConfig {
     /// How long a remember-me series lives after its last use. Default: 30 days.
     pub remember_lifetime: Duration,
     /// How long the previous remember-me value is still accepted after a
-    /// rotation, so that parallel requests of one browser that all carry the
-    /// old cookie are not taken for theft. Default: zero: any replay of an
-    /// old value revokes every session and remember token of the user. A
-    /// grace period cannot tell a parallel request from a thief's replay made
-    /// within it (both present the old value and no session), so it is a
-    /// trade you opt into; a few seconds covers a burst of parallel requests.
+    /// rotation, so that a request of the same browser sent before the new
+    /// cookie arrived is not taken for theft (requests that arrive together
+    /// are handled without it: one rotates, the others log in). Default:
+    /// zero: any replay of an old value revokes every session and remember
+    /// token of the user. A grace period cannot tell such a request from a
+    /// thief's replay made within it (both present the old value and no
+    /// session), so it is a trade you opt into; a few seconds covers a burst
+    /// of page loads.
     pub remember_grace: Duration,
 }
 

@@ -8,8 +8,9 @@
 //! alarm does not also break the user's integrations). An application may let the
 //! previous validator stay valid for a short grace period
 //! ([`AuthConfig::remember_grace`](crate::auth::AuthConfig::remember_grace),
-//! zero by default) so two parallel requests from the same browser, both
-//! carrying the old cookie, do not look like theft.
+//! zero by default) so a request of the same browser sent before the new
+//! cookie arrived does not look like theft. Requests that present the current
+//! value at the same moment rotate it once (see `restore`).
 
 use crate::session::timed;
 use crate::{
@@ -91,6 +92,15 @@ pub(crate) async fn issue(
     }
 }
 
+/// How long a claimed rotation keeps other requests with the same value from
+/// rotating it too (it normally completes within one store call).
+const CLAIM_MS: i64 = 10_000;
+
+/// An integer field of a series record (0 when absent).
+fn number(record: &Record, field: &str) -> i64 {
+    record.data.get(field).and_then(Value::as_i64).unwrap_or(0)
+}
+
 /// Checks a presented cookie and rotates it.
 pub(crate) async fn restore(
     config: &SessionConfig,
@@ -120,12 +130,51 @@ pub(crate) async fn restore(
             .is_some_and(|stored| bool::from(stored.as_bytes().ct_eq(presented.as_bytes())))
     };
     if matches("v") {
+        // Requests that present the current value at the same moment (tabs
+        // restoring together) must not each rotate it: the browser could keep
+        // a value the store no longer holds, and its next use would look like
+        // theft. Each rotation first claims the next generation with an
+        // atomic increment; only the request whose claim lands on the
+        // generation it loaded + 1 rotates, the others log in and leave the
+        // cookie to it. A claim not yet followed by its new value (a claimed
+        // generation ahead of the value's) counts for CLAIM_MS.
+        let loaded = number(&record, "gen");
+        let in_progress = number(&record, "v_gen") != loaded
+            && now.saturating_sub(number(&record, "claimed_at")) < CLAIM_MS;
+        let won = !in_progress && {
+            let claim = [
+                Change::Increment {
+                    key: "gen".into(),
+                    by: 1,
+                },
+                Change::Set {
+                    key: "claimed_at".into(),
+                    value: Value::from(now),
+                },
+            ];
+            match timed(config, store.apply_and_load(&key, &claim, now)).await? {
+                Some(claimed) => number(&claimed, "gen") == loaded.saturating_add(1),
+                None => return Ok(Restored::Invalid),
+            }
+        };
+        if !won {
+            return Ok(Restored::User {
+                user_id,
+                new_cookie: None,
+            });
+        }
         let next = crate::random_bytes::<32>()?;
         let ttl = lifetime_ms(lifetime);
-        let mut changes = vec![Change::Set {
-            key: "v".into(),
-            value: Value::from(digest(&next)),
-        }];
+        let mut changes = vec![
+            Change::Set {
+                key: "v".into(),
+                value: Value::from(digest(&next)),
+            },
+            Change::Set {
+                key: "v_gen".into(),
+                value: Value::from(loaded.saturating_add(1)),
+            },
+        ];
         if grace_ms > 0 {
             changes.push(Change::Set {
                 key: "prev".into(),

@@ -76,6 +76,9 @@ pub struct ProbeStore {
     pub hang: Arc<AtomicBool>,
     /// `apply_and_load` calls: one round trip that writes and reads.
     pub combined: Arc<AtomicUsize>,
+    /// Milliseconds every call waits first (a slow network), so that
+    /// concurrent requests interleave their store calls.
+    pub latency_ms: Arc<std::sync::atomic::AtomicU64>,
 }
 
 impl ProbeStore {
@@ -92,6 +95,10 @@ impl ProbeStore {
         self.down.store(down, Ordering::SeqCst);
     }
     async fn gate(&self) -> Result<(), StoreError> {
+        let latency = self.latency_ms.load(Ordering::SeqCst);
+        if latency > 0 {
+            tokio::time::sleep(std::time::Duration::from_millis(latency)).await;
+        }
         if self.hang.load(Ordering::SeqCst) {
             tokio::time::sleep(std::time::Duration::from_secs(30)).await;
         }
