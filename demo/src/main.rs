@@ -148,9 +148,8 @@ fn shutdown_signal() -> impl std::future::Future<Output = ()> {
     #[cfg(unix)]
     {
         use tokio::signal::unix::{signal, SignalKind};
-        let handlers = signal(SignalKind::terminate()).and_then(|term| {
-            signal(SignalKind::interrupt()).map(|interrupt| (term, interrupt))
-        });
+        let handlers = signal(SignalKind::terminate())
+            .and_then(|term| signal(SignalKind::interrupt()).map(|interrupt| (term, interrupt)));
         async move {
             match handlers {
                 Ok((mut term, mut interrupt)) => {
