@@ -607,10 +607,9 @@ async fn same_origin_requests_pass_csrf_over_http2_too() {
     assert_eq!(browser.signed_in_as().await.as_deref(), Some(name.as_str()));
 }
 
-#[tokio::test]
-async fn replaying_an_old_remember_me_value_at_once_revokes_every_login() {
-    let demo = Demo::start(&[]);
-    let name = unique("ivan");
+/// A new account, and a browser logged in to it with "remember me" ticked.
+async fn remembered_user(demo: &Demo, prefix: &str) -> (String, Browser) {
+    let name = unique(prefix);
     Browser::new(&demo.https)
         .register(&name, "correct horse battery")
         .await;
@@ -618,6 +617,13 @@ async fn replaying_an_old_remember_me_value_at_once_revokes_every_login() {
     browser
         .login_remembered(&name, "correct horse battery")
         .await;
+    (name, browser)
+}
+
+#[tokio::test]
+async fn replaying_an_old_remember_me_value_at_once_revokes_every_login() {
+    let demo = Demo::start(&[]);
+    let (name, mut browser) = remembered_user(&demo, "ivan").await;
     let first = browser.cookies[REMEMBER].clone();
     // The browser session ends (closed browser): remember-me logs back in and rotates.
     browser.cookies.remove(SESSION);
@@ -638,14 +644,7 @@ async fn replaying_an_old_remember_me_value_at_once_revokes_every_login() {
 #[tokio::test]
 async fn remember_me_and_reauthentication() {
     let demo = Demo::start(&["--idle-timeout", "2s"]);
-    let name = unique("heidi");
-    Browser::new(&demo.https)
-        .register(&name, "correct horse battery")
-        .await;
-    let mut browser = Browser::new(&demo.https);
-    browser
-        .login_remembered(&name, "correct horse battery")
-        .await;
+    let (name, mut browser) = remembered_user(&demo, "heidi").await;
     let first = browser.cookies[REMEMBER].clone();
     tokio::time::sleep(Duration::from_millis(2_500)).await;
     assert_eq!(

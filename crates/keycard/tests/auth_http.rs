@@ -391,14 +391,20 @@ async fn remember_me_restores_a_not_fresh_login_and_rotates() {
 
     // Someone replays the first value after the grace period: theft.
     tokio::time::sleep(Duration::from_millis(300)).await;
-    let mut thief = Browser::new(&base);
-    thief.jar.cookies.insert(REMEMBER.into(), first);
+    assert_replay_is_theft(&base, &mut browser, first, second).await;
+}
+
+/// A thief replays the `stolen` (superseded) remember-me value: it opens
+/// nothing, and every session and remember token of the user is gone, the
+/// victim's `current` one and its browser's session too.
+async fn assert_replay_is_theft(base: &str, victim: &mut Browser, stolen: String, current: String) {
+    let mut thief = Browser::new(base);
+    thief.jar.cookies.insert(REMEMBER.into(), stolen);
     assert_eq!(thief.text("/public").await, "anonymous");
-    // Every session and remember token of the user is gone, the victim's too.
-    assert_eq!(browser.text("/public").await, "anonymous");
-    let mut victim = Browser::new(&base);
-    victim.jar.cookies.insert(REMEMBER.into(), second);
     assert_eq!(victim.text("/public").await, "anonymous");
+    let mut victim_again = Browser::new(base);
+    victim_again.jar.cookies.insert(REMEMBER.into(), current);
+    assert_eq!(victim_again.text("/public").await, "anonymous");
 }
 
 #[tokio::test]
@@ -412,13 +418,7 @@ async fn by_default_an_old_remember_me_value_replayed_at_once_is_theft() {
     let second = browser.jar.get(REMEMBER).unwrap().to_owned();
     assert_ne!(first, second);
     // No grace period: a copy replayed a moment later is theft.
-    let mut thief = Browser::new(&base);
-    thief.jar.cookies.insert(REMEMBER.into(), first);
-    assert_eq!(thief.text("/public").await, "anonymous");
-    assert_eq!(browser.text("/public").await, "anonymous");
-    let mut victim = Browser::new(&base);
-    victim.jar.cookies.insert(REMEMBER.into(), second);
-    assert_eq!(victim.text("/public").await, "anonymous");
+    assert_replay_is_theft(&base, &mut browser, first, second).await;
 }
 
 #[tokio::test]
@@ -428,17 +428,13 @@ async fn two_requests_restoring_at_once_rotate_the_remember_me_value_once() {
     let base = serve(app(Arc::new(store.clone()), users, Options::default())).await;
     let mut browser = Browser::new(&base);
     browser.login_remembered("alice", "correct horse").await;
-    browser.jar.cookies.remove(SESSION); // the browser was closed
-                                         // Two tabs restore together; every store call takes 40 ms, so both load
-                                         // the series before either has rotated it.
-    store
-        .latency_ms
-        .store(40, std::sync::atomic::Ordering::SeqCst);
+    // The browser was closed; two tabs restore together. Every store call
+    // takes 40 ms, so both load the series before either has rotated it.
+    browser.jar.cookies.remove(SESSION);
+    store.set_latency(40);
     let (mut tab1, mut tab2) = (browser.clone(), browser.clone());
     let (a, b) = tokio::join!(tab1.text("/public"), tab2.text("/public"));
-    store
-        .latency_ms
-        .store(0, std::sync::atomic::Ordering::SeqCst);
+    store.set_latency(0);
     assert_eq!((a.as_str(), b.as_str()), ("alice", "alice"));
     let handed_out: Vec<String> = [&tab1, &tab2]
         .iter()

@@ -94,6 +94,9 @@ impl ProbeStore {
     pub fn set_down(&self, down: bool) {
         self.down.store(down, Ordering::SeqCst);
     }
+    pub fn set_latency(&self, millis: u64) {
+        self.latency_ms.store(millis, Ordering::SeqCst);
+    }
     async fn gate(&self) -> Result<(), StoreError> {
         let latency = self.latency_ms.load(Ordering::SeqCst);
         if latency > 0 {
