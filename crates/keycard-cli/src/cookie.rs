@@ -12,7 +12,7 @@ use crate::output::{self, sanitize, time};
 use crate::view;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;
-use keycard::codec::flask::{FlaskCodec, FlaskSession};
+use keycard::codec::flask::{json_integers_fit, FlaskCodec, FlaskSession};
 use keycard::codec::{KeyRing, SealedCodec, SignedCodec};
 use keycard::{cookie_payload, now_millis, CodecError, CookieCodec, Record, SessionId};
 use serde_json::{json, Value};
@@ -46,6 +46,11 @@ pub fn seal(args: &SealArgs, json: bool) -> Result<(), Failure> {
     let text = read_argument(&args.data, "JSON")?;
     let data: Value = serde_json::from_str(&text)
         .map_err(|e| Failure::new(format!("the session data is not JSON: {e}")))?;
+    if !json_integers_fit(text.as_bytes()) {
+        return Err(Failure::new(
+            "the session data holds an integer outside the 64-bit range (it would become a float)",
+        ));
+    }
     let (name, value, handle) = match (&args.codec.keys, &args.codec.secret) {
         (Some(path), _) => {
             let Value::Object(data) = data else {

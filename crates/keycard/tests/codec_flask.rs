@@ -204,6 +204,39 @@ fn keycard_reads_what_flask_writes() {
     );
 }
 
+/// Python's integers are unbounded; a `serde_json::Value` would hold 2**64 as
+/// a float. Such a cookie is refused, never read with its number changed.
+#[test]
+fn integers_beyond_64_bits_are_refused_not_rounded() {
+    let Some(python) = python() else { return };
+    let codec = FlaskCodec::new("shared secret");
+    let texts = [
+        r#"{"n": 18446744073709551616}"#,
+        r#"{"n": -9223372036854775809}"#,
+        r#"{"deep": [{"n": 100000000000000000000000000000000000000000}]}"#,
+        r#"{"n": 18446744073709551615, "m": -9223372036854775808, "s": "18446744073709551616"}"#,
+    ];
+    let jobs: Vec<Value> = texts
+        .iter()
+        .map(|text| json!({"op": "sign", "secret": "shared secret", "session_json": text}))
+        .collect();
+    let cookies = flask(&python, &jobs);
+    for cookie in &cookies[..3] {
+        let error = codec.decode(cookie.as_str().unwrap()).unwrap_err();
+        assert!(
+            matches!(error, CodecError::Malformed(m) if m.contains("64-bit")),
+            "{error}"
+        );
+    }
+    let read = codec.decode(cookies[3].as_str().unwrap()).unwrap();
+    assert!(
+        matches!(read.get("n"), Some(FlaskValue::Number(n)) if n.as_u64() == Some(u64::MAX)),
+        "{:?}",
+        read.get("n")
+    );
+    assert_eq!(read.get("m").and_then(FlaskValue::as_i64), Some(i64::MIN));
+}
+
 #[test]
 fn uncompressed_cookies_are_byte_identical() {
     let Some(python) = python() else { return };

@@ -248,6 +248,17 @@ fn sealed_cookies_open_with_the_codecs() {
     keycard(&["cookie", "seal", "--keys", path(&keys.path), "[1]"])
         .fails_with("must be a JSON object");
     keycard(&["cookie", "seal", "--keys", path(&keys.path), "{"]).fails_with("not JSON");
+    for secret in [["--keys", path(&keys.path)], ["--secret", "s"]] {
+        keycard(
+            &[
+                &["cookie", "seal"],
+                &secret[..],
+                &[r#"{"n":18446744073709551616}"#],
+            ]
+            .concat(),
+        )
+        .fails_with("outside the 64-bit range");
+    }
     keycard(&[
         "cookie",
         "seal",

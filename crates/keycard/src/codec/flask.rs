@@ -1,5 +1,5 @@
-//! Flask's default session cookie, read and written byte for byte as Flask
-//! does, so a Flask app and a Rust service can share one session.
+//! Flask's default session cookie, read and written in Flask's format, so a
+//! Flask app and a Rust service can share one session.
 //!
 //! Flask's `SecureCookieSessionInterface` signs (it does not encrypt) the
 //! session with itsdangerous' `URLSafeTimedSerializer`:
@@ -26,7 +26,7 @@ mod http_date;
 mod value;
 
 pub use http_date::HttpDate;
-pub use value::FlaskValue;
+pub use value::{json_integers_fit, FlaskValue};
 
 use super::{check_cookie_size, CodecError, MAX_COOKIE_SIZE};
 use base64::alphabet;
@@ -248,8 +248,16 @@ impl FlaskCodec {
             }
         }
         let json = decode_payload(payload)?;
-        let value: Value = serde_json::from_slice(&json)
-            .map_err(|_| CodecError::Malformed("Flask session is not JSON"))?;
+        let value: Value = serde_json::from_slice(&json).map_err(|_| {
+            CodecError::Malformed(
+                "Flask session is not JSON keycard can read (invalid JSON, a lone surrogate \\uD800-\\uDFFF, or nested deeper than 127 levels)",
+            )
+        })?;
+        if !json_integers_fit(&json) {
+            return Err(CodecError::Malformed(
+                "Flask session holds an integer outside the 64-bit range (it would be read as a float)",
+            ));
+        }
         let FlaskValue::Dict(values) = FlaskValue::from_tagged_json(value)? else {
             return Err(CodecError::Malformed("Flask session is not a JSON object"));
         };
@@ -294,9 +302,12 @@ impl FlaskCodec {
     }
 
     /// [`encode`](Self::encode) with the timestamp `issued_at` (seconds since
-    /// the Unix epoch). Uncompressed payloads come out byte for byte as
-    /// Flask's; compressed ones may differ in the zlib bytes (another deflate
-    /// implementation) but read the same everywhere.
+    /// the Unix epoch). Uncompressed payloads mostly come out byte for byte
+    /// as Flask's; a float with a small exponent is spelled differently
+    /// (`0.00003`, Python `3e-05`), and compressed ones differ in the zlib
+    /// bytes (another deflate implementation, which also decides differently
+    /// for a few small payloads whether compressing pays). Both sides read
+    /// either form the same.
     ///
     /// ```
     /// use keycard::codec::flask::{FlaskCodec, FlaskSession};

@@ -110,7 +110,10 @@ def verify(secret, cookie, fallbacks=(), lifetime=None, now=None):
 
 def run_job(job):
     if job["op"] == "sign":
-        return sign(job["secret"], job["session"], job.get("timestamp"), job.get("lifetime"))
+        # "session_json": the session as JSON text, for values a JSON document
+        # made by serde_json cannot carry (integers beyond 64 bits).
+        session = json.loads(job["session_json"]) if "session_json" in job else job["session"]
+        return sign(job["secret"], session, job.get("timestamp"), job.get("lifetime"))
     if job["op"] == "verify":
         return verify(
             job["secret"],

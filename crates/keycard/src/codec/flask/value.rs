@@ -17,6 +17,64 @@ use base64::Engine;
 use serde_json::{Map, Number, Value};
 use std::collections::BTreeMap;
 
+/// Whether every integer in the JSON text `json` fits an `i64` or a `u64`.
+///
+/// Python's integers are unbounded and Flask writes them as they are, but a
+/// `serde_json::Value` holds a larger one as the nearest float: 2**64 would
+/// come back as 18446744073709551616.0. [`FlaskCodec`](super::FlaskCodec)
+/// refuses such a cookie instead of changing its data. Meant for text that
+/// already parsed as JSON (anything else answers `true` or `false` without
+/// meaning); never panics.
+///
+/// ```
+/// use keycard::codec::flask::json_integers_fit;
+/// assert!(json_integers_fit(br#"{"n": -9223372036854775808, "f": 1e40, "s": "99999999999999999999"}"#));
+/// assert!(!json_integers_fit(br#"{"n": 18446744073709551616}"#));
+/// ```
+pub fn json_integers_fit(json: &[u8]) -> bool {
+    let mut rest = json;
+    while let Some((&byte, tail)) = rest.split_first() {
+        rest = tail;
+        match byte {
+            b'"' => rest = after_string(rest),
+            b'-' | b'0'..=b'9' => {
+                let len = rest
+                    .iter()
+                    .position(|b| !matches!(b, b'0'..=b'9' | b'.' | b'e' | b'E' | b'+' | b'-'))
+                    .unwrap_or(rest.len());
+                let (digits, tail) = rest.split_at(len);
+                rest = tail;
+                let is_integer = !digits.iter().any(|b| matches!(b, b'.' | b'e' | b'E'));
+                if is_integer && !integer_fits(byte, digits) {
+                    return false;
+                }
+            }
+            _ => {}
+        }
+    }
+    true
+}
+
+/// The text after a JSON string whose opening quote was just read.
+fn after_string(mut rest: &[u8]) -> &[u8] {
+    while let Some((&byte, tail)) = rest.split_first() {
+        rest = match byte {
+            b'\\' => tail.get(1..).unwrap_or_default(),
+            b'"' => return tail,
+            _ => tail,
+        };
+    }
+    rest
+}
+
+/// Whether the integer literal `first` followed by `digits` fits i64 or u64.
+fn integer_fits(first: u8, digits: &[u8]) -> bool {
+    let mut text = String::with_capacity(digits.len() + 1);
+    text.push(char::from(first));
+    text.extend(digits.iter().map(|&b| char::from(b)));
+    text.parse::<i64>().is_ok() || text.parse::<u64>().is_ok()
+}
+
 /// The tags Flask registers by default (`TaggedJSONSerializer.default_tags`).
 const TAGS: [&str; 6] = [" di", " t", " b", " m", " u", " d"];
 
