@@ -373,11 +373,21 @@ impl Session {
     }
 
     /// An empty record for a session this request starts.
+    ///
+    /// An anonymous session records the client's address and User-Agent only
+    /// when the binding compares them: nothing else reads them before a login
+    /// (which records both, for binding and for the sessions list), and what
+    /// is not needed is not kept (less to store, send and parse per request).
     fn new_record(&self) -> Record {
-        let config = &self.inner.ctx.config;
+        let ctx = &self.inner.ctx;
+        let config = &ctx.config;
         let mut record = Record::new(now_millis(), config.idle_ms(), config.absolute_ms());
-        record.ip.clone_from(&self.inner.client.ip);
-        record.user_agent.clone_from(&self.inner.client.user_agent);
+        if ctx.binding.ip != crate::BindIp::Off {
+            record.ip.clone_from(&self.inner.client.ip);
+        }
+        if ctx.binding.user_agent {
+            record.user_agent.clone_from(&self.inner.client.user_agent);
+        }
         record
     }
 
