@@ -8,6 +8,7 @@
 # 64 GET /new, 200 warm-up requests, then the counters are zeroed, N requests
 # (default 5000) are sent one at a time on one keep-alive connection, and the
 # counters are dumped. Prints a markdown table to stdout. Only 127.0.0.1.
+# KEEP_DUMPS=DIR keeps the callgrind dumps there (for callgrind_annotate).
 #
 # Caveat: valgrind's CPU has no SHA extensions, so sha2 falls back to its
 # software rounds (about 3,500 instructions per SHA-256 block computation
@@ -67,6 +68,8 @@ PY
   total=$(callgrind_annotate "$dump" | awk '/PROGRAM TOTALS/ {gsub(",","",$1); print $1}')
   sha=$(callgrind_annotate --inclusive=yes "$dump" | awk '/sha2::sha256::compress256 \[/ && !done {gsub(",","",$1); print $1; done = 1}')
   echo "$total ${sha:-0}"
+  # KEEP_DUMPS=DIR keeps each callgrind dump, for callgrind_annotate --inclusive=yes.
+  if [ -n "${KEEP_DUMPS:-}" ]; then mkdir -p "$KEEP_DUMPS" && cp "$dump" "$KEEP_DUMPS/cg-$v-$r"; fi
   rm -f "$work"/cg-"$v"-"$r".*
 }
 

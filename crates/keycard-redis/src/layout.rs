@@ -23,8 +23,8 @@
 //! updates are separate round trips (see the crate docs).
 
 use keycard::{Record, SessionKey, StoreError};
+use redis::{FromRedisValue, RedisResult};
 use serde_json::{Map, Value};
-use std::collections::HashMap;
 
 /// The layout version at the start of the `v` field. Bump it (and keep a
 /// reader for the old one) whenever the meaning of a field changes.
@@ -66,13 +66,23 @@ impl Names {
 
     /// `{prefix}:s:{<hex>}`.
     pub(crate) fn session(&self, key: &SessionKey) -> String {
-        format!("{}:s:{{{}}}", self.prefix, key.to_hex())
+        self.name(":s:{", key)
     }
 
     /// `{prefix}:u:{<hex of derived key>}`.
     pub(crate) fn user_index(&self, user_id: &str) -> String {
-        let hashed = SessionKey::derive(USER_INDEX_PURPOSE, user_id);
-        format!("{}:u:{{{}}}", self.prefix, hashed.to_hex())
+        self.name(":u:{", &SessionKey::derive(USER_INDEX_PURPOSE, user_id))
+    }
+
+    /// `{prefix}{kind}<hex>}`, written into one allocation: every store call
+    /// names its key, so this is on every request's path.
+    fn name(&self, kind: &str, key: &SessionKey) -> String {
+        let mut name = String::with_capacity(self.prefix.len() + kind.len() + 65);
+        name.push_str(&self.prefix);
+        name.push_str(kind);
+        key.write_hex(&mut name);
+        name.push('}');
+        name
     }
 
     /// The `SCAN MATCH` pattern for every session key, with glob characters of
@@ -163,42 +173,76 @@ fn integer(field: &str, text: &str) -> Result<i64, StoreError> {
     })
 }
 
-fn millis(fields: &mut HashMap<Vec<u8>, Vec<u8>>, field: &str) -> Result<i64, StoreError> {
-    let bytes = fields
-        .remove(field.as_bytes())
-        .ok_or_else(|| corrupt(format_args!("missing field {field:?}")))?;
-    integer(field, &text(field, bytes)?)
+/// A session hash's fields and values, as Redis sent them (`HGETALL`, or a
+/// script returning its output).
+///
+/// A list, not a map: a session has a handful of fields and each is read
+/// once, so a hash map built per load cost more than the lookups it saved.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub(crate) struct Fields(pub(crate) Vec<(Vec<u8>, Vec<u8>)>);
+
+impl FromRedisValue for Fields {
+    fn from_redis_value(value: &redis::Value) -> RedisResult<Self> {
+        Self::from_owned_redis_value(value.clone())
+    }
+
+    /// A flat array of field, value, field, value... (RESP2) or a map (RESP3).
+    /// Anything else, an odd-length array or a value that is not a string, is
+    /// a type error (never a panic: a script's reply is not trusted).
+    fn from_owned_redis_value(value: redis::Value) -> RedisResult<Self> {
+        let pairs = match value {
+            redis::Value::Nil => Vec::new(),
+            redis::Value::Array(items) if items.len() % 2 == 0 => {
+                let mut pairs = Vec::with_capacity(items.len() / 2);
+                let mut items = items.into_iter();
+                while let (Some(field), Some(value)) = (items.next(), items.next()) {
+                    pairs.push((bytes(field)?, bytes(value)?));
+                }
+                pairs
+            }
+            redis::Value::Map(items) => items
+                .into_iter()
+                .map(|(field, value)| Ok((bytes(field)?, bytes(value)?)))
+                .collect::<RedisResult<_>>()?,
+            other => return Err(type_error(&other)),
+        };
+        Ok(Fields(pairs))
+    }
 }
 
-fn optional(
-    fields: &mut HashMap<Vec<u8>, Vec<u8>>,
-    field: &str,
-) -> Result<Option<String>, StoreError> {
-    fields
-        .remove(field.as_bytes())
-        .map(|bytes| text(field, bytes))
-        .transpose()
+fn bytes(value: redis::Value) -> RedisResult<Vec<u8>> {
+    match value {
+        redis::Value::BulkString(bytes) => Ok(bytes),
+        redis::Value::SimpleString(text) => Ok(text.into_bytes()),
+        other => Err(type_error(&other)),
+    }
 }
 
-/// created_at, last_seen, idle and absolute deadline, from either layout.
-fn times(fields: &mut HashMap<Vec<u8>, Vec<u8>>) -> Result<[i64; 4], StoreError> {
-    let version = fields
-        .remove(F_VERSION.as_bytes())
-        .ok_or_else(|| corrupt("missing layout version"))?;
+fn type_error(value: &redis::Value) -> redis::RedisError {
+    redis::RedisError::from((
+        redis::ErrorKind::TypeError,
+        "a session hash reply that is not a list of field/value strings",
+        format!("{value:?}"),
+    ))
+}
+
+/// created_at, last_seen, idle and absolute deadline, from layout 2's `v`
+/// field, or from layout 1's four time fields (`v` = "1").
+fn times(version: Vec<u8>, layout_1: [Option<Vec<u8>>; 4]) -> Result<[i64; 4], StoreError> {
     let version = text(F_VERSION, version)?;
+    let mut out = [0; 4];
     if version == "1" {
-        return Ok([
-            millis(fields, F1_CREATED)?,
-            millis(fields, F1_SEEN)?,
-            millis(fields, F1_IDLE)?,
-            millis(fields, F1_ABS)?,
-        ]);
+        let names = [F1_CREATED, F1_SEEN, F1_IDLE, F1_ABS];
+        for ((slot, field), bytes) in out.iter_mut().zip(names).zip(layout_1) {
+            let bytes = bytes.ok_or_else(|| corrupt(format_args!("missing field {field:?}")))?;
+            *slot = integer(field, &text(field, bytes)?)?;
+        }
+        return Ok(out);
     }
     let mut parts = version.split(' ');
     if parts.next() != Some(LAYOUT_VERSION) {
         return Err(corrupt(format_args!("unknown layout version {version:?}")));
     }
-    let mut out = [0; 4];
     for slot in &mut out {
         let part = parts
             .next()
@@ -211,32 +255,54 @@ fn times(fields: &mut HashMap<Vec<u8>, Vec<u8>>) -> Result<[i64; 4], StoreError>
     Ok(out)
 }
 
-/// Rebuilds a record from `HGETALL` output. `Ok(None)` for an empty hash (Redis
-/// has no empty hashes: the key does not exist). Anything malformed is
-/// [`StoreError::Corrupt`], never a panic: the bytes may have been written by
-/// anyone with access to the server.
-pub(crate) fn decode_record(
-    mut fields: HashMap<Vec<u8>, Vec<u8>>,
-) -> Result<Option<Record>, StoreError> {
-    if fields.is_empty() {
+/// Rebuilds a record from a session hash's fields. `Ok(None)` for an empty
+/// hash (Redis has no empty hashes: the key does not exist). Anything
+/// malformed is [`StoreError::Corrupt`], never a panic: the bytes may have
+/// been written by anyone with access to the server.
+pub(crate) fn decode_record(fields: Fields) -> Result<Option<Record>, StoreError> {
+    if fields.0.is_empty() {
         return Ok(None);
     }
-    let [created_at, last_seen, idle_deadline, absolute_deadline] = times(&mut fields)?;
-    let user_id = optional(&mut fields, F_USER)?;
-    let ip = optional(&mut fields, F_IP)?;
-    let user_agent = optional(&mut fields, F_UA)?;
+    let mut version = None;
+    let mut layout_1: [Option<Vec<u8>>; 4] = Default::default();
+    let (mut user_id, mut ip, mut user_agent) = (None, None, None);
     let mut data = Map::new();
-    for (field, value) in fields {
-        // Unknown non-data fields are skipped rather than rejected, so that a
-        // reader of this version tolerates metadata a later patch release adds.
-        let Some(key) = field.strip_prefix(DATA_PREFIX.as_bytes()) else {
-            continue;
+    for (field, value) in fields.0 {
+        let slot = match field.as_slice() {
+            b"v" => &mut version,
+            b"m:created" => &mut layout_1[0],
+            b"m:seen" => &mut layout_1[1],
+            b"m:idle" => &mut layout_1[2],
+            b"m:abs" => &mut layout_1[3],
+            b"m:user" => {
+                user_id = Some(text(F_USER, value)?);
+                continue;
+            }
+            b"m:ip" => {
+                ip = Some(text(F_IP, value)?);
+                continue;
+            }
+            b"m:ua" => {
+                user_agent = Some(text(F_UA, value)?);
+                continue;
+            }
+            // Unknown non-data fields are skipped rather than rejected, so that
+            // a reader of this version tolerates metadata a later patch adds.
+            other => {
+                let Some(key) = other.strip_prefix(DATA_PREFIX.as_bytes()) else {
+                    continue;
+                };
+                let key = text("data key", key.to_vec())?;
+                let value: Value = serde_json::from_slice(&value)
+                    .map_err(|e| corrupt(format_args!("data key {key:?}: {e}")))?;
+                data.insert(key, value);
+                continue;
+            }
         };
-        let key = text("data key", key.to_vec())?;
-        let value: Value = serde_json::from_slice(&value)
-            .map_err(|e| corrupt(format_args!("data key {key:?}: {e}")))?;
-        data.insert(key, value);
+        *slot = Some(value);
     }
+    let version = version.ok_or_else(|| corrupt("missing layout version"))?;
+    let [created_at, last_seen, idle_deadline, absolute_deadline] = times(version, layout_1)?;
     Ok(Some(Record {
         data,
         user_id,
@@ -254,11 +320,13 @@ mod tests {
     use super::*;
     use serde_json::json;
 
-    fn to_map(fields: Vec<(String, String)>) -> HashMap<Vec<u8>, Vec<u8>> {
-        fields
-            .into_iter()
-            .map(|(k, v)| (k.into_bytes(), v.into_bytes()))
-            .collect()
+    fn to_fields(fields: Vec<(String, String)>) -> Fields {
+        Fields(
+            fields
+                .into_iter()
+                .map(|(k, v)| (k.into_bytes(), v.into_bytes()))
+                .collect(),
+        )
     }
 
     #[test]
@@ -268,16 +336,16 @@ mod tests {
         record.data.insert("".into(), json!(null));
         record.user_id = Some("ü".into());
         record.ip = Some("::1".into());
-        let decoded = decode_record(to_map(record_fields(&record))).unwrap();
+        let decoded = decode_record(to_fields(record_fields(&record))).unwrap();
         assert_eq!(decoded, Some(record));
-        assert_eq!(decode_record(HashMap::new()).unwrap(), None);
+        assert_eq!(decode_record(Fields::default()).unwrap(), None);
     }
 
     #[test]
     fn malformed_hashes_are_corrupt() {
         let mut record = Record::new(5, 10, 20);
         record.data.insert("x".into(), json!(1));
-        let good = to_map(record_fields(&record));
+        let good = to_fields(record_fields(&record));
         // (field, Some(new bytes)) overwrites, (field, None) removes.
         let cases: [(&[u8], Option<&[u8]>); 9] = [
             (b"v", None),
@@ -292,10 +360,10 @@ mod tests {
         ];
         for (i, (field, value)) in cases.into_iter().enumerate() {
             let mut fields = good.clone();
-            match value {
-                Some(value) => fields.insert(field.to_vec(), value.to_vec()),
-                None => fields.remove(field),
-            };
+            fields.0.retain(|(name, _)| name.as_slice() != field);
+            if let Some(value) = value {
+                fields.0.push((field.to_vec(), value.to_vec()));
+            }
             assert!(
                 matches!(decode_record(fields), Err(StoreError::Corrupt(_))),
                 "case {i}"
@@ -304,11 +372,50 @@ mod tests {
     }
 
     #[test]
+    fn replies_become_fields_or_type_errors() {
+        use redis::Value as V;
+        let bulk = |s: &str| V::BulkString(s.as_bytes().to_vec());
+        let pairs = vec![
+            (b"v".to_vec(), b"x".to_vec()),
+            (b"d:n".to_vec(), b"1".to_vec()),
+        ];
+        let flat = V::Array(vec![bulk("v"), bulk("x"), bulk("d:n"), bulk("1")]);
+        assert_eq!(
+            Fields::from_owned_redis_value(flat.clone()).unwrap().0,
+            pairs
+        );
+        assert_eq!(Fields::from_redis_value(&flat).unwrap().0, pairs);
+        let map = V::Map(vec![
+            (bulk("v"), bulk("x")),
+            (V::SimpleString("d:n".into()), bulk("1")),
+        ]);
+        assert_eq!(Fields::from_owned_redis_value(map).unwrap().0, pairs);
+        assert_eq!(
+            Fields::from_owned_redis_value(V::Nil).unwrap(),
+            Fields::default()
+        );
+        assert_eq!(
+            Fields::from_owned_redis_value(V::Array(vec![])).unwrap(),
+            Fields::default()
+        );
+        for bad in [
+            V::Array(vec![bulk("v"), bulk("x"), bulk("d:n")]),
+            V::Array(vec![bulk("v"), V::Int(1)]),
+            V::Array(vec![V::Array(vec![]), bulk("x")]),
+            V::Int(3),
+            bulk("v"),
+        ] {
+            let error = Fields::from_owned_redis_value(bad.clone()).unwrap_err();
+            assert_eq!(error.kind(), redis::ErrorKind::TypeError, "{bad:?}");
+        }
+    }
+
+    #[test]
     fn layout_1_is_still_read() {
         let mut record = Record::new(5, 10, 20);
         record.data.insert("n".into(), json!(3));
         record.user_id = Some("u".into());
-        let fields = to_map(vec![
+        let fields = to_fields(vec![
             ("v".into(), "1".into()),
             ("m:created".into(), "5".into()),
             ("m:seen".into(), "5".into()),

@@ -1,6 +1,6 @@
 //! [`SessionStore`] for [`RedisStore`].
 
-use crate::layout::{decode_record, json_text, record_fields, DATA_PREFIX};
+use crate::layout::{decode_record, json_text, record_fields, Fields, DATA_PREFIX};
 use crate::{store_error, RedisStore};
 use async_trait::async_trait;
 use futures_util::future::try_join_all;
@@ -9,15 +9,11 @@ use keycard::{
     SessionSummary, StoreError, UnixMillis, Update,
 };
 use redis::{RedisResult, Value};
-use std::collections::HashMap;
 use std::future::Future;
 
 /// How many commands one batch sends at once (listings). Each batch is one
 /// deadline: over a multiplexed connection it is about one round trip.
 const BATCH: usize = 256;
-
-/// `HGETALL` output.
-type Fields = HashMap<Vec<u8>, Vec<u8>>;
 
 impl RedisStore {
     /// Runs one round trip (or one batch of concurrent ones) under the store's

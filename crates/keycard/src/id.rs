@@ -139,11 +139,30 @@ impl SessionKey {
     /// Lower-case hex, 64 characters: how stores name the record.
     pub fn to_hex(&self) -> String {
         let mut out = String::with_capacity(64);
-        for byte in self.0 {
-            out.push(char::from(HEX[usize::from(byte >> 4)]));
-            out.push(char::from(HEX[usize::from(byte & 0xf)]));
-        }
+        self.write_hex(&mut out);
         out
+    }
+
+    /// Appends [`to_hex`](Self::to_hex)'s 64 characters to `out`, for a store
+    /// that builds a longer key name around them without a second allocation.
+    ///
+    /// ```
+    /// let key = keycard::SessionKey::derive("doc", "example");
+    /// let mut name = String::from("app:s:");
+    /// key.write_hex(&mut name);
+    /// assert_eq!(name, format!("app:s:{}", key.to_hex()));
+    /// ```
+    pub fn write_hex(&self, out: &mut String) {
+        let mut hex = [0u8; 64];
+        for (pair, byte) in hex.chunks_exact_mut(2).zip(self.0) {
+            pair[0] = HEX[usize::from(byte >> 4)];
+            pair[1] = HEX[usize::from(byte & 0xf)];
+        }
+        // Always ASCII; pushed as one str rather than 64 chars (every store
+        // call names its key this way).
+        if let Ok(text) = std::str::from_utf8(&hex) {
+            out.push_str(text);
+        }
     }
 
     /// Parses [`to_hex`](Self::to_hex) output.
@@ -209,6 +228,21 @@ mod tests {
     fn debug_hides_the_id() {
         let id = SessionId::generate().unwrap();
         assert!(!format!("{id:?}").contains(&id.to_string()));
+    }
+
+    #[test]
+    fn hex_is_lower_case_two_digits_a_byte() {
+        // Stores name records by this text: it must never change.
+        let bytes: Vec<u8> = (0..32u8)
+            .map(|i| i.wrapping_mul(37).wrapping_add(11))
+            .collect();
+        let key = SessionKey(bytes.try_into().unwrap());
+        let expected: String = key.as_bytes().iter().map(|b| format!("{b:02x}")).collect();
+        assert_eq!(key.to_hex(), expected);
+        let mut appended = String::from("x");
+        key.write_hex(&mut appended);
+        assert_eq!(appended, format!("x{expected}"));
+        assert_eq!(SessionKey::from_hex(&expected), Some(key));
     }
 
     #[test]
