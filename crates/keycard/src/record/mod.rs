@@ -50,10 +50,12 @@ pub struct Record {
     pub idle_deadline: UnixMillis,
     /// The session ends at this time whatever happens (from creation or login).
     pub absolute_deadline: UnixMillis,
-    /// The client's address when the session was created or logged in.
+    /// The client's address at login, or at creation when the binding
+    /// compares addresses (an anonymous session keeps none otherwise).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub ip: Option<String>,
-    /// The client's User-Agent when the session was created or logged in.
+    /// The client's User-Agent at login, or at creation when the binding
+    /// compares user agents.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub user_agent: Option<String>,
 }
