@@ -6,12 +6,12 @@ use crate::{
     now_millis, reserved, ApplyOutcome, Change, ClientDetails, CreateError, Record, SessionConfig,
     SessionError, SessionId, SessionKey, SessionStore, StoreError, UnixMillis, Update,
 };
+use futures_util::lock::{Mutex, MutexGuard};
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 use serde_json::{Map, Value};
 use std::future::Future;
 use std::sync::Arc;
-use tokio::sync::Mutex;
 
 /// Where records live.
 #[derive(Clone)]
@@ -429,7 +429,7 @@ impl Session {
     }
 
     /// Locks the state, loading the session first if this is the first use.
-    async fn loaded(&self) -> Result<tokio::sync::MutexGuard<'_, State>, SessionError> {
+    async fn loaded(&self) -> Result<MutexGuard<'_, State>, SessionError> {
         let mut state = self.inner.state.lock().await;
         if !state.loaded {
             state.loaded = true;

@@ -118,7 +118,7 @@ struct Inner<B: AuthBackend> {
     backend: B,
     config: Arc<AuthConfig>,
     remember_cookie: Option<String>,
-    user: tokio::sync::Mutex<Option<Option<B::User>>>,
+    user: futures_util::lock::Mutex<Option<Option<B::User>>>,
     pending: Mutex<Pending>,
 }
 
@@ -140,7 +140,7 @@ impl<B: AuthBackend> Auth<B> {
                 backend,
                 config,
                 remember_cookie,
-                user: tokio::sync::Mutex::new(None),
+                user: futures_util::lock::Mutex::new(None),
                 pending: Mutex::new(Pending::default()),
             }),
         }
