@@ -5,6 +5,12 @@
 //! `  __Host-keycard`) are other cookies. A name sent twice is ambiguous (one
 //! of them may have been planted by a sibling subdomain or a network attacker),
 //! so it counts as absent: the request proceeds without a session.
+//!
+//! The header is split as bytes: `;` and `=` are ASCII, and no byte of a
+//! UTF-8 or Latin-1 character equals them, so another cookie's non-ASCII value
+//! cannot hide or fake a pair. Only the sought cookie's own value must be
+//! visible ASCII (what `HeaderValue::to_str` accepts); one that is not is
+//! refused as ambiguous.
 
 use http::HeaderMap;
 
@@ -37,33 +43,36 @@ pub enum CookieLookup<'a> {
 pub fn find_cookie<'a>(headers: &'a HeaderMap, name: &str) -> CookieLookup<'a> {
     let mut found = CookieLookup::Absent;
     for header in headers.get_all(http::header::COOKIE) {
-        let Ok(text) = header.to_str() else {
-            // A header with non-ASCII bytes might hide a duplicate: fail closed
-            // only if it mentions the name at all.
-            if contains(header.as_bytes(), name.as_bytes()) {
-                return CookieLookup::Ambiguous;
-            }
-            continue;
-        };
-        for pair in text.split(';') {
-            let pair = pair.strip_prefix(' ').unwrap_or(pair);
-            let Some((pair_name, value)) = pair.split_once('=') else {
+        for pair in header.as_bytes().split(|&b| b == b';') {
+            let pair = pair.strip_prefix(b" ").unwrap_or(pair);
+            let Some(eq) = pair.iter().position(|&b| b == b'=') else {
                 continue;
             };
-            if pair_name != name {
+            let (pair_name, rest) = pair.split_at(eq);
+            if pair_name != name.as_bytes() {
                 continue;
             }
+            let value = rest.get(1..).unwrap_or_default();
             if !matches!(found, CookieLookup::Absent) || value.len() > MAX_COOKIE_VALUE {
                 return CookieLookup::Ambiguous;
             }
-            found = CookieLookup::One(value.strip_suffix(' ').unwrap_or(value));
+            let value = value.strip_suffix(b" ").unwrap_or(value);
+            match visible_ascii(value) {
+                Some(value) => found = CookieLookup::One(value),
+                None => return CookieLookup::Ambiguous,
+            }
         }
     }
     found
 }
 
-fn contains(haystack: &[u8], needle: &[u8]) -> bool {
-    !needle.is_empty() && haystack.windows(needle.len()).any(|w| w == needle)
+/// `bytes` as text if every byte is visible ASCII, space or tab (the bytes
+/// `HeaderValue::to_str` accepts).
+fn visible_ascii(bytes: &[u8]) -> Option<&str> {
+    let visible = bytes
+        .iter()
+        .all(|&b| b == b'\t' || (b' '..=b'~').contains(&b));
+    visible.then(|| std::str::from_utf8(bytes).ok()).flatten()
 }
 
 /// Whether the request carries any cookie whose name is `name` (even ambiguously).
@@ -108,7 +117,60 @@ mod tests {
         );
     }
 
+    fn byte_headers(values: &[&[u8]]) -> HeaderMap {
+        let mut map = HeaderMap::new();
+        for v in values {
+            map.append(
+                http::header::COOKIE,
+                http::HeaderValue::from_bytes(v).unwrap(),
+            );
+        }
+        map
+    }
+
+    #[test]
+    fn another_cookies_non_ascii_value_neither_hides_nor_fakes_the_session() {
+        let name = "__Host-keycard";
+        for other in [
+            &b"other=\xc3\xa9t\xc3\xa9"[..],
+            b"other=\xe9t\xe9",
+            b"\xe9=1",
+        ] {
+            let mut before = other.to_vec();
+            before.extend_from_slice(b"; __Host-keycard=abc");
+            let mut after = b"__Host-keycard=abc; ".to_vec();
+            after.extend_from_slice(other);
+            for header in [&before, &after] {
+                let h = byte_headers(&[header]);
+                assert_eq!(find_cookie(&h, name), CookieLookup::One("abc"));
+            }
+            // In a header of its own, too, and a duplicate is still seen.
+            let h = byte_headers(&[other, b"__Host-keycard=abc"]);
+            assert_eq!(find_cookie(&h, name), CookieLookup::One("abc"));
+            let mut dup = other.to_vec();
+            dup.extend_from_slice(b"; __Host-keycard=planted");
+            let h = byte_headers(&[b"__Host-keycard=abc", &dup]);
+            assert_eq!(find_cookie(&h, name), CookieLookup::Ambiguous);
+        }
+    }
+
+    #[test]
+    fn a_non_ascii_session_value_is_refused() {
+        let h = byte_headers(&[b"__Host-keycard=ab\xe9"]);
+        assert_eq!(find_cookie(&h, "__Host-keycard"), CookieLookup::Ambiguous);
+    }
+
     proptest! {
+        #[test]
+        fn never_panics_on_bytes(value in proptest::collection::vec(any::<u8>(), 0..200)) {
+            if let Ok(v) = http::HeaderValue::from_bytes(&value) {
+                let mut map = HeaderMap::new();
+                map.insert(http::header::COOKIE, v);
+                let _ = find_cookie(&map, "__Host-keycard");
+            }
+        }
+
+
         #[test]
         fn never_panics(value in "\\PC*") {
             if let Ok(v) = http::HeaderValue::from_str(&value) {

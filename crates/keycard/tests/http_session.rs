@@ -308,6 +308,33 @@ async fn garbage_tampered_oversized_and_duplicate_cookies_never_500() {
     }
 }
 
+/// Another application's cookie with a UTF-8 or Latin-1 value (a sibling
+/// subdomain can set one) must not log the user out.
+#[tokio::test]
+async fn another_cookies_non_ascii_value_keeps_the_session() {
+    let (base, _store) = start(SessionConfig::default()).await;
+    let id = new_session(&base).await;
+    for other in [&b"other=\xc3\xa9t\xc3\xa9"[..], b"other=\xe9t\xe9"] {
+        let mut header = other.to_vec();
+        header.extend_from_slice(format!("; {NAME}={id}").as_bytes());
+        let r = client()
+            .get(format!("{base}/get/theme"))
+            .header(
+                "cookie",
+                reqwest::header::HeaderValue::from_bytes(&header).unwrap(),
+            )
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 200);
+        assert!(
+            set_cookie(&r, NAME).is_none(),
+            "the cookie must not be cleared"
+        );
+        assert_eq!(r.text().await.unwrap(), "\"dark\"");
+    }
+}
+
 #[tokio::test]
 async fn cycle_id_keeps_data_and_kills_the_old_id() {
     let (base, _store) = start(SessionConfig::default()).await;
