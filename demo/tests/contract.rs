@@ -162,6 +162,50 @@ async fn login_failures_are_generic_and_throttled() {
     );
 }
 
+/// Guessing the current password on /password counts against the account
+/// like failed logins: a stolen fresh session cannot try without limit.
+#[tokio::test]
+async fn password_change_guesses_are_throttled() {
+    let demo = Demo::start(&[]);
+    let mut browser = Browser::new(&demo.https);
+    let name = unique("mallory");
+    browser.register(&name, "correct horse battery").await;
+    let mut statuses = Vec::new();
+    for _ in 0..11 {
+        let response = browser
+            .post(
+                "/password",
+                &[
+                    ("current_password", "wrong guess"),
+                    ("new_password", "new horse battery"),
+                ],
+            )
+            .await;
+        statuses.push(response.status().as_u16());
+    }
+    assert_eq!(statuses[0], 400);
+    assert_eq!(*statuses.last().unwrap(), 429, "{statuses:?}");
+    let right = browser
+        .post(
+            "/password",
+            &[
+                ("current_password", "correct horse battery"),
+                ("new_password", "new horse battery"),
+            ],
+        )
+        .await;
+    assert_eq!(right.status(), 429, "even the right password waits");
+    assert!(right.headers().contains_key("retry-after"));
+    assert_eq!(
+        Browser::new(&demo.https)
+            .login(&name, "correct horse battery")
+            .await
+            .status(),
+        429,
+        "the login form shares the account's throttle"
+    );
+}
+
 #[tokio::test]
 async fn login_required_and_safe_next() {
     let demo = Demo::start(&[]);

@@ -567,12 +567,27 @@ pub async fn change_password(
 ) -> Result<Response> {
     let current = fields.get("current_password").unwrap_or("");
     let new = fields.get("new_password").unwrap_or("");
-    let problem = if state
+    // The current password is a guess like a login's: the same throttle, or
+    // a stolen fresh session could try passwords without limit.
+    let ip = auth.session().client().ip.clone();
+    if let Err(throttled) = state.throttle.check(&user.username, ip.as_deref()).await? {
+        return Ok(too_many(throttled.retry_after));
+    }
+    let correct = state
         .users
         .check(&user.username, current)
         .await?
-        .is_none_or(|u| u.id != user.id)
-    {
+        .is_some_and(|u| u.id == user.id);
+    if correct {
+        state.throttle.success(&user.username).await?;
+    } else {
+        state
+            .throttle
+            .failure(&user.username, ip.as_deref())
+            .await?;
+        tracing::warn!(target: "keycard::security", event = "password_change_failed", user = %user.id, "wrong current password");
+    }
+    let problem = if !correct {
         Some("Your current password is not correct.")
     } else if new.chars().count() < 8 || new.len() > 1024 {
         Some("The new password needs at least 8 characters.")
