@@ -77,9 +77,17 @@ pub fn router(state: AppState, sessions: SessionLayer) -> Router {
         .layer(auth)
         .layer(sessions)
         .layer(axum::middleware::map_response(security_headers))
-        .layer(QuerySecretsLayer::default())
+        .layer(query_secrets())
         .layer(HeaderLimitLayer::default())
         .layer(HstsLayer::default())
+}
+
+/// Refuses secrets in the URL (DESIGN §4) on both listeners: the default
+/// names plus this app's own password fields.
+pub fn query_secrets() -> QuerySecretsLayer {
+    QuerySecretsLayer::default()
+        .also("current_password")
+        .also("new_password")
 }
 
 async fn stylesheet() -> Response {

@@ -115,7 +115,9 @@ async fn run(args: cli::Args) -> Result<(), String> {
     let app = app::router(state, sessions);
     let redirect = axum::Router::new()
         .fallback(|| async { axum::http::StatusCode::NOT_FOUND })
-        .layer(HttpsRedirectLayer::new(https_addr.port()).with_trusted_proxies(resolver));
+        .layer(HttpsRedirectLayer::new(https_addr.port()).with_trusted_proxies(resolver))
+        // First: a secret in the URL is refused, not copied into a Location.
+        .layer(app::query_secrets());
 
     let (stop, stopped) = watch::channel(false);
     let wait = |mut stopped: watch::Receiver<bool>| async move {

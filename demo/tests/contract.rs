@@ -38,6 +38,26 @@ async fn plain_http_only_redirects_and_hsts_is_https_only() {
     assert!(post.headers().get("set-cookie").is_none());
     let api = http.get("/api/me").await;
     assert_eq!(api.status(), 403);
+    // A secret in the URL is refused, never copied into a Location; so is a
+    // page request carrying credentials.
+    for path in [
+        "/login?password=hunter2",
+        "/?new_password=x",
+        "/reauth?TOKEN=t",
+    ] {
+        let response = http.get(path).await;
+        assert_eq!(response.status(), 400, "{path}");
+        assert!(response.headers().get("location").is_none(), "{path}");
+    }
+    let bearer = http
+        .send(
+            http.client
+                .get(format!("{}/account", demo.http))
+                .header("authorization", "Bearer abc"),
+        )
+        .await;
+    assert_eq!(bearer.status(), 403);
+    assert!(bearer.headers().get("location").is_none());
 
     let mut https = Browser::new(&demo.https);
     for path in ["/", "/login", "/nope", "/healthz"] {

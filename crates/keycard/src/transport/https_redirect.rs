@@ -9,8 +9,8 @@ use tower_service::Service;
 
 /// For the plain-HTTP listener. A page request (GET or HEAD outside the API
 /// prefix) gets `308 Permanent Redirect` to the same path on HTTPS; an API
-/// call, or anything that could carry credentials (POST, PUT, ...), gets an
-/// error instead: redirecting would have the client resend its secrets, and
+/// call, or anything that could carry credentials (POST, PUT, ..., or an
+/// `Authorization` header), gets an error instead: redirecting would have the client resend its secrets, and
 /// they have already crossed the network in clear. Nothing here ever sets a
 /// cookie.
 ///
@@ -118,9 +118,11 @@ where
             .map_or("/", |pq| pq.as_str())
             .to_owned();
         let is_api = request.uri().path().starts_with(&self.layer.api_prefix);
+        // A redirect would have the client send its credentials again.
+        let sends_credentials = request.headers().contains_key(header::AUTHORIZATION);
         let response = if is_api {
             respond(StatusCode::FORBIDDEN, true, "https_required")
-        } else if !matches!(*request.method(), Method::GET | Method::HEAD) {
+        } else if sends_credentials || !matches!(*request.method(), Method::GET | Method::HEAD) {
             tracing::warn!(target: "keycard::security", event = "credentials_over_http", method = %request.method(), "unsafe request over plain HTTP refused");
             respond(StatusCode::FORBIDDEN, false, "This site only accepts forms over HTTPS. Anything you sent was not used; if it was a password, consider changing it.")
         } else {
