@@ -22,7 +22,8 @@ pub struct Throttled {
 /// After `per_account` failures for one account within `window` (from any
 /// address), the account is locked for `lockout`, doubling with each further
 /// lockout within a day (capped at one hour); likewise after `per_address`
-/// failures from one address. While locked, even the right password waits:
+/// failures from one address. An IPv6 "address" is its /64 network: one
+/// subscriber holds a whole /64 and could otherwise try from 2^64 addresses. While locked, even the right password waits:
 /// check [`check`](Self::check) before verifying the password.
 ///
 /// ```no_run
@@ -46,6 +47,23 @@ pub struct LoginThrottle {
     pub window: Duration,
     /// The first lockout's length; each further one doubles it, up to an hour. Default: 1 minute.
     pub lockout: Duration,
+}
+
+/// What the per-address count is kept for: an IPv4 address (also when written
+/// IPv4-mapped), the /64 network of an IPv6 one, or the text as given when it
+/// is not an address.
+fn address_group(ip: &str) -> String {
+    match ip.parse::<std::net::IpAddr>() {
+        Ok(std::net::IpAddr::V6(v6)) => match v6.to_ipv4_mapped() {
+            Some(v4) => v4.to_string(),
+            None => {
+                let network = u128::from(v6) & !u128::from(u64::MAX);
+                format!("{}/64", std::net::Ipv6Addr::from(network))
+            }
+        },
+        Ok(v4) => v4.to_string(),
+        Err(_) => ip.to_owned(),
+    }
 }
 
 const DAY_MS: i64 = 24 * 3600 * 1000;
@@ -74,7 +92,7 @@ impl LoginThrottle {
                 true,
             ),
             (
-                ip.map(|ip| SessionKey::derive("throttle-address", ip)),
+                ip.map(|ip| SessionKey::derive("throttle-address", &address_group(ip))),
                 false,
             ),
         ]
@@ -235,5 +253,48 @@ impl LoginThrottle {
             .await?;
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::MemoryStore;
+
+    #[test]
+    fn ipv6_addresses_count_per_64() {
+        assert_eq!(address_group("2001:db8:1:2::1"), "2001:db8:1:2::/64");
+        assert_eq!(address_group("2001:db8:1:2:ffff::9"), "2001:db8:1:2::/64");
+        assert_ne!(address_group("2001:db8:1:3::1"), "2001:db8:1:2::/64");
+        assert_eq!(address_group("::ffff:192.0.2.7"), "192.0.2.7");
+        assert_eq!(address_group("192.0.2.7"), "192.0.2.7");
+        assert_eq!(address_group("not an ip"), "not an ip");
+    }
+
+    #[tokio::test]
+    async fn failures_from_one_ipv6_network_share_a_count() {
+        let throttle = LoginThrottle::new(Arc::new(MemoryStore::new()));
+        for i in 0..throttle.per_address {
+            let ip = format!("2001:db8:1:2::{:x}", i + 1);
+            assert!(throttle
+                .check(&format!("user{i}"), Some(&ip))
+                .await
+                .unwrap()
+                .is_ok());
+            throttle
+                .failure(&format!("user{i}"), Some(&ip))
+                .await
+                .unwrap();
+        }
+        let next = throttle
+            .check("someone", Some("2001:db8:1:2:abcd::1"))
+            .await
+            .unwrap();
+        assert!(next.is_err(), "the /64 is locked");
+        let other = throttle
+            .check("someone", Some("2001:db8:1:3::1"))
+            .await
+            .unwrap();
+        assert!(other.is_ok(), "another /64 is not");
     }
 }
