@@ -504,6 +504,13 @@ async fn bearer_tokens_for_api_clients() {
         .unwrap();
     assert_eq!(me.status(), 200);
     assert!(me.headers().get("set-cookie").is_none());
+    let minted = api
+        .post(format!("{}/api/tokens", demo.https))
+        .bearer_auth(&bearer)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(minted.status(), 403, "a token cannot mint more tokens");
     let revoke = api
         .delete(format!("{}/api/tokens/current", demo.https))
         .bearer_auth(&bearer)

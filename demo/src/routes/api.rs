@@ -69,6 +69,15 @@ pub async fn csrf(CsrfToken(token): CsrfToken) -> Response {
 }
 
 pub async fn create_token(auth: A, CurrentUser(_user): CurrentUser<Users>) -> Result<Response> {
+    // Tokens come from a browser login (which passed CSRF): a stolen token
+    // must not be able to mint others that outlive its revocation.
+    if auth.session().is_bearer() {
+        return Ok((
+            StatusCode::FORBIDDEN,
+            Json(json!({ "error": "tokens are issued to a signed-in browser session" })),
+        )
+            .into_response());
+    }
     let token = auth.issue_token(TOKEN_LIFETIME).await?;
     Ok((
         StatusCode::CREATED,
