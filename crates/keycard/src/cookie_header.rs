@@ -43,24 +43,39 @@ pub enum CookieLookup<'a> {
 pub fn find_cookie<'a>(headers: &'a HeaderMap, name: &str) -> CookieLookup<'a> {
     let mut found = CookieLookup::Absent;
     for header in headers.get_all(http::header::COOKIE) {
-        for pair in header.as_bytes().split(|&b| b == b';') {
-            let pair = pair.strip_prefix(b" ").unwrap_or(pair);
-            let Some(eq) = pair.iter().position(|&b| b == b'=') else {
-                continue;
-            };
-            let (pair_name, rest) = pair.split_at(eq);
-            if pair_name != name.as_bytes() {
-                continue;
+        let bytes = header.as_bytes();
+        // The usual header is all visible ASCII: one check makes it text, and
+        // the value is then a slice of it.
+        let text = header.to_str().ok();
+        let mut at = 0; // where the current pair starts
+        loop {
+            let rest = bytes.get(at..).unwrap_or_default();
+            let len = memchr::memchr(b';', rest).unwrap_or(rest.len());
+            let pair = &rest[..len];
+            let skip = usize::from(pair.first() == Some(&b' '));
+            let pair = &pair[skip..];
+            if let Some(eq) = memchr::memchr(b'=', pair) {
+                if &pair[..eq] == name.as_bytes() {
+                    let value = &pair[eq + 1..];
+                    if !matches!(found, CookieLookup::Absent) || value.len() > MAX_COOKIE_VALUE {
+                        return CookieLookup::Ambiguous;
+                    }
+                    let start = at + skip + eq + 1;
+                    let end = start + value.len() - usize::from(value.last() == Some(&b' '));
+                    let value = match text {
+                        Some(text) => text.get(start..end),
+                        None => bytes.get(start..end).and_then(visible_ascii),
+                    };
+                    match value {
+                        Some(value) => found = CookieLookup::One(value),
+                        None => return CookieLookup::Ambiguous,
+                    }
+                }
             }
-            let value = rest.get(1..).unwrap_or_default();
-            if !matches!(found, CookieLookup::Absent) || value.len() > MAX_COOKIE_VALUE {
-                return CookieLookup::Ambiguous;
+            if len == rest.len() {
+                break;
             }
-            let value = value.strip_suffix(b" ").unwrap_or(value);
-            match visible_ascii(value) {
-                Some(value) => found = CookieLookup::One(value),
-                None => return CookieLookup::Ambiguous,
-            }
+            at += len + 1;
         }
     }
     found
@@ -69,10 +84,10 @@ pub fn find_cookie<'a>(headers: &'a HeaderMap, name: &str) -> CookieLookup<'a> {
 /// `bytes` as text if every byte is visible ASCII, space or tab (the bytes
 /// `HeaderValue::to_str` accepts).
 fn visible_ascii(bytes: &[u8]) -> Option<&str> {
-    let visible = bytes
-        .iter()
-        .all(|&b| b == b'\t' || (b' '..=b'~').contains(&b));
-    visible.then(|| std::str::from_utf8(bytes).ok()).flatten()
+    let text = std::str::from_utf8(bytes).ok()?;
+    text.bytes()
+        .all(|b| b == b'\t' || (b' '..=b'~').contains(&b))
+        .then_some(text)
 }
 
 /// Whether the request carries any cookie whose name is `name` (even ambiguously).
@@ -160,7 +175,45 @@ mod tests {
         assert_eq!(find_cookie(&h, "__Host-keycard"), CookieLookup::Ambiguous);
     }
 
+    /// The straightforward reading of the rules, on text, for comparison.
+    fn reference<'a>(headers: &'a [&'a str], name: &str) -> CookieLookup<'a> {
+        let mut found = CookieLookup::Absent;
+        for text in headers {
+            for pair in text.split(';') {
+                let pair = pair.strip_prefix(' ').unwrap_or(pair);
+                let Some((pair_name, value)) = pair.split_once('=') else {
+                    continue;
+                };
+                if pair_name != name {
+                    continue;
+                }
+                if !matches!(found, CookieLookup::Absent) || value.len() > MAX_COOKIE_VALUE {
+                    return CookieLookup::Ambiguous;
+                }
+                found = CookieLookup::One(value.strip_suffix(' ').unwrap_or(value));
+            }
+        }
+        found
+    }
+
     proptest! {
+        #[test]
+        fn agrees_with_the_reference_on_text(
+            pieces in proptest::collection::vec(
+                proptest::sample::select(vec!["__Host-k", "__HOST-k", "=", ";", " ", "; ", "a", "=b"]),
+                0..24,
+            ),
+            split in 0usize..24,
+        ) {
+            let joined = pieces.concat();
+            let cut = split.min(pieces.len());
+            let two = [pieces[..cut].concat(), pieces[cut..].concat()];
+            for values in [vec![joined.as_str()], vec![two[0].as_str(), two[1].as_str()]] {
+                let h = headers(&values);
+                prop_assert_eq!(find_cookie(&h, "__Host-k"), reference(&values, "__Host-k"));
+            }
+        }
+
         #[test]
         fn never_panics_on_bytes(value in proptest::collection::vec(any::<u8>(), 0..200)) {
             if let Ok(v) = http::HeaderValue::from_bytes(&value) {
