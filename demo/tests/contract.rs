@@ -348,6 +348,13 @@ async fn preferences_work_anonymously_survive_login_and_validate() {
     let refused = browser.send(no_token).await;
     assert_eq!(refused.status(), 403);
     assert!(refused.headers().get("set-cookie").is_none());
+    let body: serde_json::Value = refused.json().await.unwrap();
+    assert_eq!(body["error"], "csrf_failed", "a JSON client gets JSON");
+    // A form field sent twice is refused, not resolved one way or the other.
+    let twice = browser
+        .post("/preferences", &[("theme", "dark"), ("theme", "neon")])
+        .await;
+    assert_eq!(twice.status(), 400);
 }
 
 #[tokio::test]

@@ -35,6 +35,16 @@ impl<S: Send + Sync> axum::extract::FromRequest<S> for Fields {
         state: &S,
     ) -> std::result::Result<Self, Response> {
         match Form::<Vec<(String, String)>>::from_request(request, state).await {
+            // A field sent twice is ambiguous (which one counts differs from
+            // one parser to the next: parameter pollution): refused.
+            Ok(Form(fields))
+                if fields
+                    .iter()
+                    .enumerate()
+                    .any(|(i, (name, _))| fields[..i].iter().any(|(seen, _)| seen == name)) =>
+            {
+                Err((StatusCode::BAD_REQUEST, "Bad form: a field was sent twice.").into_response())
+            }
             Ok(Form(fields)) => Ok(Fields(fields)),
             Err(rejection) => Err((
                 rejection.status(),

@@ -74,8 +74,9 @@ impl CsrfConfig {
 /// header (never the query string). Requests authenticated by a bearer token
 /// carry no ambient credentials and are exempt.
 ///
-/// A refusal is a 403 before the handler runs; the session is left exactly as
-/// it was and no cookie is set. Install it inside the [`SessionLayer`](crate::SessionLayer).
+/// A refusal is a 403 before the handler runs (plain text, or
+/// `{"error": "csrf_failed", "reason": ...}` for a client that sent or accepts
+/// JSON); the session is left exactly as it was and no cookie is set. Install it inside the [`SessionLayer`](crate::SessionLayer).
 ///
 /// ```no_run
 /// use keycard::{csrf::CsrfLayer, MemoryStore, SessionLayer};
@@ -221,11 +222,29 @@ fn is_form(headers: &HeaderMap) -> bool {
         })
 }
 
-fn refuse(reason: Refusal) -> Response {
+/// Whether the client speaks JSON (it sent JSON, or accepts it): it gets its
+/// refusal as `{"error": "csrf_failed", "reason": ...}`.
+fn wants_json(headers: &HeaderMap) -> bool {
+    let mentions_json = |name| {
+        headers
+            .get_all(name)
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .any(|v| v.to_ascii_lowercase().contains("json"))
+    };
+    mentions_json(header::CONTENT_TYPE) || mentions_json(header::ACCEPT)
+}
+
+fn refuse(reason: Refusal, json: bool) -> Response {
     tracing::warn!(target: "keycard::security", event = "csrf_rejected", reason = reason.as_str(), "request refused by CSRF protection");
+    let headers = [(header::CACHE_CONTROL, "no-store")];
+    if json {
+        let body = serde_json::json!({ "error": "csrf_failed", "reason": reason.as_str() });
+        return (StatusCode::FORBIDDEN, headers, axum::Json(body)).into_response();
+    }
     (
         StatusCode::FORBIDDEN,
-        [(header::CACHE_CONTROL, "no-store")],
+        headers,
         "Forbidden: this request did not come from this site's own page (CSRF check failed). Reload the page and try again.",
     )
         .into_response()
@@ -263,10 +282,11 @@ where
             if session.is_bearer() {
                 return inner.call(request).await;
             }
+            let json = wants_json(request.headers());
             let host = request_host(request.headers(), request.uri());
             if let Err(reason) = check_origin(&config, request.headers(), host) {
                 session.abandon().await;
-                return Ok(refuse(reason));
+                return Ok(refuse(reason, json));
             }
             let (parts, body) = request.into_parts();
             let header_token = parts
@@ -294,13 +314,13 @@ where
             };
             let Some(token) = token else {
                 session.abandon().await;
-                return Ok(refuse(Refusal::MissingToken));
+                return Ok(refuse(Refusal::MissingToken, json));
             };
             match super::verify(&session, &token).await {
                 Ok(true) => inner.call(Request::from_parts(parts, body)).await,
                 Ok(false) => {
                     session.abandon().await;
-                    Ok(refuse(Refusal::BadToken))
+                    Ok(refuse(Refusal::BadToken, json))
                 }
                 Err(error) => Ok(error.into_response()),
             }
