@@ -45,7 +45,7 @@ status=0
 taskset -c 0 "$bin/harness" --rounds "$ROUNDS" --seconds "$RUN_SECONDS" --out "$OUT" || status=1
 "$bin/scale" --sessions "$SESSIONS" --out "$OUT" || status=1
 cargo bench --bench micro -- --warm-up-time 1 --measurement-time 2 --noplot 2>&1 \
-  | grep -vE '^(Benchmarking|Gnuplot|Found|  [0-9]+ \()|change:|Performance has|No change in|Change within|\[[+-][0-9.]+%' \
+  | grep -vE '^(Benchmarking|Gnuplot|Found|  [0-9]+ \()|change:|Performance has|No change in|Change within|\[[+-][0-9.]+%|^ *(Compiling|Downloaded|Downloading|Finished|Running|Updating|Locking|Adding) ' \
   | tee "$OUT/micro.txt" || status=1
 if command -v valgrind >/dev/null; then
   bash scripts/instructions.sh 5000 > "$OUT/instructions.md" || status=1
