@@ -185,6 +185,14 @@ impl Browser {
             .await
     }
 
+    pub async fn change_password(&mut self, current: &str, new: &str) -> reqwest::Response {
+        self.post(
+            "/password",
+            &[("current_password", current), ("new_password", new)],
+        )
+        .await
+    }
+
     pub async fn login(&mut self, user: &str, password: &str) -> reqwest::Response {
         self.post("/login", &[("username", user), ("password", password)])
             .await

@@ -193,26 +193,14 @@ async fn password_change_guesses_are_throttled() {
     let mut statuses = Vec::new();
     for _ in 0..11 {
         let response = browser
-            .post(
-                "/password",
-                &[
-                    ("current_password", "wrong guess"),
-                    ("new_password", "new horse battery"),
-                ],
-            )
+            .change_password("wrong guess", "new horse battery")
             .await;
         statuses.push(response.status().as_u16());
     }
     assert_eq!(statuses[0], 400);
     assert_eq!(*statuses.last().unwrap(), 429, "{statuses:?}");
     let right = browser
-        .post(
-            "/password",
-            &[
-                ("current_password", "correct horse battery"),
-                ("new_password", "new horse battery"),
-            ],
-        )
+        .change_password("correct horse battery", "new horse battery")
         .await;
     assert_eq!(right.status(), 429, "even the right password waits");
     assert!(right.headers().contains_key("retry-after"));
@@ -584,13 +572,7 @@ async fn sessions_page_revoke_and_password_change() {
     assert_eq!(laptop.signed_in_as().await.as_deref(), Some(name.as_str()));
     // Password change needs a fresh login and ends every other session.
     let changed = laptop
-        .post(
-            "/password",
-            &[
-                ("current_password", "correct horse battery"),
-                ("new_password", "even better horse"),
-            ],
-        )
+        .change_password("correct horse battery", "even better horse")
         .await;
     assert_eq!(changed.status(), 303);
     assert_eq!(tablet.signed_in_as().await, None);
@@ -733,13 +715,7 @@ async fn remember_me_and_reauthentication() {
     assert_ne!(browser.cookies[REMEMBER], first, "rotated on use");
     // Restored logins are not fresh: a password change asks for the password.
     let change = browser
-        .post(
-            "/password",
-            &[
-                ("current_password", "correct horse battery"),
-                ("new_password", "whatever horse"),
-            ],
-        )
+        .change_password("correct horse battery", "whatever horse")
         .await;
     assert_eq!(change.status(), 303);
     let location = change.headers()["location"].to_str().unwrap().to_owned();
@@ -753,13 +729,7 @@ async fn remember_me_and_reauthentication() {
     assert_eq!(reauth.status(), 303);
     assert_eq!(reauth.headers()["location"], "/account");
     let change = browser
-        .post(
-            "/password",
-            &[
-                ("current_password", "correct horse battery"),
-                ("new_password", "whatever horse"),
-            ],
-        )
+        .change_password("correct horse battery", "whatever horse")
         .await;
     assert_eq!(change.status(), 303);
     assert_eq!(change.headers()["location"], "/account?m=password");
