@@ -564,6 +564,12 @@ async fn sessions_page_revoke_and_password_change() {
         .split('"')
         .next()
         .unwrap();
+    let missing = laptop.post("/sessions/revoke", &[]).await;
+    assert_eq!(missing.status(), 400, "no handle is a bad form");
+    let unknown = laptop
+        .post("/sessions/revoke", &[("session", "not-a-handle")])
+        .await;
+    assert_eq!(unknown.status(), 404);
     let revoked = laptop
         .post("/sessions/revoke", &[("session", phone_handle)])
         .await;

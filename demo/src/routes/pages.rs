@@ -471,7 +471,13 @@ pub async fn revoke(
     CurrentUser(user): CurrentUser<Users>,
     fields: Fields,
 ) -> Result<Response> {
-    let handle = fields.get("session").unwrap_or("");
+    let Some(handle) = fields.get("session") else {
+        return Ok((
+            StatusCode::BAD_REQUEST,
+            "Bad form: the session field is missing.",
+        )
+            .into_response());
+    };
     let current = auth.session().key().await?.map(|k| k.handle());
     if !auth.revoke_session(handle).await? {
         let ctx = context(
