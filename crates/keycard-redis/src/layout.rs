@@ -204,6 +204,8 @@ impl FromRedisValue for Fields {
                 .into_iter()
                 .map(|(field, value)| Ok((bytes(field)?, bytes(value)?)))
                 .collect::<RedisResult<_>>()?,
+            // RESP3 metadata around the reply: the reply is inside.
+            redis::Value::Attribute { data, .. } => return Self::from_owned_redis_value(*data),
             other => return Err(type_error(&other)),
         };
         Ok(Fields(pairs))
@@ -218,11 +220,20 @@ fn bytes(value: redis::Value) -> RedisResult<Vec<u8>> {
     }
 }
 
+/// Names the reply's shape only: its values are session data (the CSRF
+/// secret, the login) and must not reach a log through the error text.
 fn type_error(value: &redis::Value) -> redis::RedisError {
+    let shape = match value {
+        redis::Value::Array(items) => format!("an array of {} items", items.len()),
+        redis::Value::Map(items) => format!("a map of {} entries", items.len()),
+        redis::Value::BulkString(_) | redis::Value::SimpleString(_) => "a string".into(),
+        redis::Value::Int(_) => "an integer".into(),
+        _ => "another type".into(),
+    };
     redis::RedisError::from((
         redis::ErrorKind::TypeError,
         "a session hash reply that is not a list of field/value strings",
-        format!("{value:?}"),
+        shape,
     ))
 }
 
@@ -398,6 +409,14 @@ mod tests {
             Fields::from_owned_redis_value(V::Array(vec![])).unwrap(),
             Fields::default()
         );
+        let wrapped = V::Attribute {
+            data: Box::new(V::Array(vec![bulk("v"), bulk("x"), bulk("d:n"), bulk("1")])),
+            attributes: vec![],
+        };
+        assert_eq!(Fields::from_owned_redis_value(wrapped).unwrap().0, pairs);
+        let secret = V::Array(vec![bulk("d:_csrf"), bulk("s3cret"), bulk("v")]);
+        let error = Fields::from_owned_redis_value(secret).unwrap_err();
+        assert!(!error.to_string().contains("s3cret"), "{error}");
         for bad in [
             V::Array(vec![bulk("v"), bulk("x"), bulk("d:n")]),
             V::Array(vec![bulk("v"), V::Int(1)]),
