@@ -23,8 +23,9 @@ pub struct Throttled {
 /// address), the account is locked for `lockout`, doubling with each further
 /// lockout within a day (capped at one hour); likewise after `per_address`
 /// failures from one address. An IPv6 "address" is its /64 network: one
-/// subscriber holds a whole /64 and could otherwise try from 2^64 addresses. While locked, even the right password waits:
-/// check [`check`](Self::check) before verifying the password.
+/// subscriber holds a whole /64 and could otherwise try from 2^64 addresses.
+/// While locked, even the right password waits: check [`check`](Self::check)
+/// before verifying the password.
 ///
 /// ```no_run
 /// # async fn demo(store: std::sync::Arc<dyn keycard::SessionStore>) -> Result<(), keycard::StoreError> {

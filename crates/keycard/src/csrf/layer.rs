@@ -76,7 +76,8 @@ impl CsrfConfig {
 ///
 /// A refusal is a 403 before the handler runs (plain text, or
 /// `{"error": "csrf_failed", "reason": ...}` for a client that sent or accepts
-/// JSON); the session is left exactly as it was and no cookie is set. Install it inside the [`SessionLayer`](crate::SessionLayer).
+/// JSON); the session is left exactly as it was and no cookie is set. Install
+/// it inside the [`SessionLayer`](crate::SessionLayer).
 ///
 /// ```no_run
 /// use keycard::{csrf::CsrfLayer, MemoryStore, SessionLayer};

@@ -10,9 +10,9 @@ use tower_service::Service;
 /// For the plain-HTTP listener. A page request (GET or HEAD outside the API
 /// prefix) gets `308 Permanent Redirect` to the same path on HTTPS; an API
 /// call, or anything that could carry credentials (POST, PUT, ..., or an
-/// `Authorization` header), gets an error instead: redirecting would have the client resend its secrets, and
-/// they have already crossed the network in clear. Nothing here ever sets a
-/// cookie.
+/// `Authorization` header), gets an error instead: redirecting would have the
+/// client resend its secrets, and they have already crossed the network in
+/// clear. Nothing here ever sets a cookie.
 ///
 /// Behind a TLS-terminating proxy, requests from a trusted proxy with
 /// `X-Forwarded-Proto: https` pass through to the inner service; the header
