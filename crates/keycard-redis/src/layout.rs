@@ -279,27 +279,18 @@ pub(crate) fn decode_record(fields: Fields) -> Result<Option<Record>, StoreError
     let (mut user_id, mut ip, mut user_agent) = (None, None, None);
     let mut data = Map::new();
     for (field, value) in fields.0 {
-        let slot = match field.as_slice() {
-            b"v" => &mut version,
-            b"m:created" => &mut layout_1[0],
-            b"m:seen" => &mut layout_1[1],
-            b"m:idle" => &mut layout_1[2],
-            b"m:abs" => &mut layout_1[3],
-            b"m:user" => {
-                user_id = Some(text(F_USER, value)?);
-                continue;
-            }
-            b"m:ip" => {
-                ip = Some(text(F_IP, value)?);
-                continue;
-            }
-            b"m:ua" => {
-                user_agent = Some(text(F_UA, value)?);
-                continue;
-            }
-            // Unknown non-data fields are skipped rather than rejected, so that
-            // a reader of this version tolerates metadata a later patch adds.
+        match field.as_slice() {
+            b"v" => version = Some(value),
+            b"m:created" => layout_1[0] = Some(value),
+            b"m:seen" => layout_1[1] = Some(value),
+            b"m:idle" => layout_1[2] = Some(value),
+            b"m:abs" => layout_1[3] = Some(value),
+            b"m:user" => user_id = Some(text(F_USER, value)?),
+            b"m:ip" => ip = Some(text(F_IP, value)?),
+            b"m:ua" => user_agent = Some(text(F_UA, value)?),
             other => {
+                // Unknown non-data fields are skipped rather than rejected, so
+                // a reader of this version tolerates metadata a later patch adds.
                 let Some(key) = other.strip_prefix(DATA_PREFIX.as_bytes()) else {
                     continue;
                 };
@@ -307,10 +298,8 @@ pub(crate) fn decode_record(fields: Fields) -> Result<Option<Record>, StoreError
                 let value: Value = serde_json::from_slice(&value)
                     .map_err(|e| corrupt(format_args!("data key {key:?}: {e}")))?;
                 data.insert(key, value);
-                continue;
             }
-        };
-        *slot = Some(value);
+        }
     }
     let version = version.ok_or_else(|| corrupt("missing layout version"))?;
     let [created_at, last_seen, idle_deadline, absolute_deadline] = times(version, layout_1)?;

@@ -523,6 +523,41 @@ pub async fn reauth_form(
     Ok(page(&state.templates, StatusCode::OK, "reauth.html", &ctx))
 }
 
+/// What a signed-in user's own password (re-authentication, a password
+/// change) turned out to be.
+enum OwnPassword {
+    Throttled(std::time::Duration),
+    Wrong,
+    Right(User),
+}
+
+/// Checks the signed-in user's own password under the login throttle: it is a
+/// guess like a login's, or a stolen fresh session could try without limit.
+async fn check_own_password(
+    state: &AppState,
+    auth: &A,
+    user: &User,
+    password: &str,
+) -> Result<OwnPassword> {
+    let ip = auth.session().client().ip.clone();
+    if let Err(throttled) = state.throttle.check(&user.username, ip.as_deref()).await? {
+        return Ok(OwnPassword::Throttled(throttled.retry_after));
+    }
+    match state.users.check(&user.username, password).await? {
+        Some(fresh) if fresh.id == user.id => {
+            state.throttle.success(&user.username).await?;
+            Ok(OwnPassword::Right(fresh))
+        }
+        _ => {
+            state
+                .throttle
+                .failure(&user.username, ip.as_deref())
+                .await?;
+            Ok(OwnPassword::Wrong)
+        }
+    }
+}
+
 pub async fn reauth(
     State(state): State<AppState>,
     auth: A,
@@ -535,13 +570,9 @@ pub async fn reauth(
         .and_then(safe_next)
         .unwrap_or("")
         .to_owned();
-    let ip = auth.session().client().ip.clone();
-    if let Err(throttled) = state.throttle.check(&user.username, ip.as_deref()).await? {
-        return Ok(too_many(throttled.retry_after));
-    }
-    match state.users.check(&user.username, password).await? {
-        Some(fresh) if fresh.id == user.id => {
-            state.throttle.success(&user.username).await?;
+    match check_own_password(&state, &auth, &user, password).await? {
+        OwnPassword::Throttled(retry_after) => Ok(too_many(retry_after)),
+        OwnPassword::Right(fresh) => {
             auth.reauthenticate(&fresh).await?;
             Ok(see_other(if next.is_empty() {
                 "/account?m=reauth"
@@ -549,11 +580,7 @@ pub async fn reauth(
                 &next
             }))
         }
-        _ => {
-            state
-                .throttle
-                .failure(&user.username, ip.as_deref())
-                .await?;
+        OwnPassword::Wrong => {
             tracing::warn!(target: "keycard::security", event = "reauth_failed", user = %user.id, "re-authentication failed");
             let ctx = context(
                 &auth,
@@ -584,26 +611,14 @@ pub async fn change_password(
 ) -> Result<Response> {
     let current = fields.get("current_password").unwrap_or("");
     let new = fields.get("new_password").unwrap_or("");
-    // The current password is a guess like a login's: the same throttle, or
-    // a stolen fresh session could try passwords without limit.
-    let ip = auth.session().client().ip.clone();
-    if let Err(throttled) = state.throttle.check(&user.username, ip.as_deref()).await? {
-        return Ok(too_many(throttled.retry_after));
-    }
-    let correct = state
-        .users
-        .check(&user.username, current)
-        .await?
-        .is_some_and(|u| u.id == user.id);
-    if correct {
-        state.throttle.success(&user.username).await?;
-    } else {
-        state
-            .throttle
-            .failure(&user.username, ip.as_deref())
-            .await?;
-        tracing::warn!(target: "keycard::security", event = "password_change_failed", user = %user.id, "wrong current password");
-    }
+    let correct = match check_own_password(&state, &auth, &user, current).await? {
+        OwnPassword::Throttled(retry_after) => return Ok(too_many(retry_after)),
+        OwnPassword::Right(_) => true,
+        OwnPassword::Wrong => {
+            tracing::warn!(target: "keycard::security", event = "password_change_failed", user = %user.id, "wrong current password");
+            false
+        }
+    };
     let problem = if !correct {
         Some("Your current password is not correct.")
     } else if new.chars().count() < 8 || new.len() > 1024 {

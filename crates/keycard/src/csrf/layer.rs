@@ -236,10 +236,10 @@ fn wants_json(headers: &HeaderMap) -> bool {
     mentions_json(header::CONTENT_TYPE) || mentions_json(header::ACCEPT)
 }
 
-fn refuse(reason: Refusal, json: bool) -> Response {
+fn refuse(reason: Refusal, request_headers: &HeaderMap) -> Response {
     tracing::warn!(target: "keycard::security", event = "csrf_rejected", reason = reason.as_str(), "request refused by CSRF protection");
     let headers = [(header::CACHE_CONTROL, "no-store")];
-    if json {
+    if wants_json(request_headers) {
         let body = serde_json::json!({ "error": "csrf_failed", "reason": reason.as_str() });
         return (StatusCode::FORBIDDEN, headers, axum::Json(body)).into_response();
     }
@@ -283,11 +283,10 @@ where
             if session.is_bearer() {
                 return inner.call(request).await;
             }
-            let json = wants_json(request.headers());
             let host = request_host(request.headers(), request.uri());
             if let Err(reason) = check_origin(&config, request.headers(), host) {
                 session.abandon().await;
-                return Ok(refuse(reason, json));
+                return Ok(refuse(reason, request.headers()));
             }
             let (parts, body) = request.into_parts();
             let header_token = parts
@@ -315,13 +314,13 @@ where
             };
             let Some(token) = token else {
                 session.abandon().await;
-                return Ok(refuse(Refusal::MissingToken, json));
+                return Ok(refuse(Refusal::MissingToken, &parts.headers));
             };
             match super::verify(&session, &token).await {
                 Ok(true) => inner.call(Request::from_parts(parts, body)).await,
                 Ok(false) => {
                     session.abandon().await;
-                    Ok(refuse(Refusal::BadToken, json))
+                    Ok(refuse(Refusal::BadToken, &parts.headers))
                 }
                 Err(error) => Ok(error.into_response()),
             }

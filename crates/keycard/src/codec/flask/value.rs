@@ -34,22 +34,24 @@ use std::collections::BTreeMap;
 pub fn json_integers_fit(json: &[u8]) -> bool {
     let mut rest = json;
     while let Some((&byte, tail)) = rest.split_first() {
-        rest = tail;
         match byte {
-            b'"' => rest = after_string(rest),
+            b'"' => rest = after_string(tail),
             b'-' | b'0'..=b'9' => {
                 let len = rest
                     .iter()
                     .position(|b| !matches!(b, b'0'..=b'9' | b'.' | b'e' | b'E' | b'+' | b'-'))
                     .unwrap_or(rest.len());
-                let (digits, tail) = rest.split_at(len);
+                let (number, tail) = rest.split_at(len);
                 rest = tail;
-                let is_integer = !digits.iter().any(|b| matches!(b, b'.' | b'e' | b'E'));
-                if is_integer && !integer_fits(byte, digits) {
+                let is_integer = !number.iter().any(|b| matches!(b, b'.' | b'e' | b'E'));
+                if is_integer
+                    && !std::str::from_utf8(number)
+                        .is_ok_and(|n| n.parse::<i64>().is_ok() || n.parse::<u64>().is_ok())
+                {
                     return false;
                 }
             }
-            _ => {}
+            _ => rest = tail,
         }
     }
     true
@@ -65,14 +67,6 @@ fn after_string(mut rest: &[u8]) -> &[u8] {
         };
     }
     rest
-}
-
-/// Whether the integer literal `first` followed by `digits` fits i64 or u64.
-fn integer_fits(first: u8, digits: &[u8]) -> bool {
-    let mut text = String::with_capacity(digits.len() + 1);
-    text.push(char::from(first));
-    text.extend(digits.iter().map(|&b| char::from(b)));
-    text.parse::<i64>().is_ok() || text.parse::<u64>().is_ok()
 }
 
 /// The tags Flask registers by default (`TaggedJSONSerializer.default_tags`).
