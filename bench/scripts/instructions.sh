@@ -45,8 +45,10 @@ count() { # variant route -> "total sha"; runs in a subshell of its own
 import http.client, subprocess, sys
 port, route, n, vpid = int(sys.argv[1]), sys.argv[2], int(sys.argv[3]), sys.argv[4]
 c = http.client.HTTPConnection("127.0.0.1", port, timeout=60)
+UA = "Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/131.0.0.0 Safari/537.36"
 def req(method, path, cookie=None):
-    c.request(method, path, headers={"Cookie": cookie} if cookie else {})
+    # A browser's User-Agent on every request, as in the load rounds.
+    c.request(method, path, headers={"User-Agent": UA, **({"Cookie": cookie} if cookie else {})})
     r = c.getresponse(); body = r.read()
     if r.status != 200: raise SystemExit(f"{method} {path}: {r.status} {body[:200]!r}")
     return r

@@ -3,10 +3,13 @@
 --   wrk -t1 -c32 -d3s -s session.lua http://127.0.0.1:PORT -- METHOD PATH [COOKIE_FILE]
 --
 -- Each request takes the next "name=value" line of COOKIE_FILE (round robin)
--- as its Cookie header; without a file, no cookie is sent (GET /new). The
--- summary is printed as one JSON line starting with BENCHRESULT for the harness.
+-- as its Cookie header; without a file, no cookie is sent (GET /new). Every
+-- request carries a browser's User-Agent, as real traffic does (a layer that
+-- copies it per request pays for that here too). The summary is printed as
+-- one JSON line starting with BENCHRESULT for the harness.
 
 local method, path = "GET", "/"
+local user_agent = "Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/131.0.0.0 Safari/537.36"
 local cookies = {}
 local n = 0
 
@@ -22,11 +25,11 @@ function init(args)
 end
 
 function request()
-  if #cookies == 0 then
-    return wrk.format(method, path)
+  local headers = { ["User-Agent"] = user_agent }
+  if #cookies > 0 then
+    n = n + 1
+    headers["Cookie"] = cookies[(n % #cookies) + 1]
   end
-  n = n + 1
-  local headers = { ["Cookie"] = cookies[(n % #cookies) + 1] }
   return wrk.format(method, path, headers)
 end
 

@@ -178,6 +178,11 @@ pub struct Binding {
 }
 
 impl Binding {
+    /// Whether this binding compares nothing (neither address nor User-Agent).
+    pub(crate) fn is_off(&self) -> bool {
+        self.ip == BindIp::Off && !self.user_agent
+    }
+
     /// Whether a session recorded from `recorded` may be used from `now`.
     pub fn ip_matches(&self, recorded: &str, now: IpAddr) -> bool {
         let Ok(recorded) = recorded.parse::<IpAddr>() else {
@@ -215,18 +220,46 @@ fn canonical(ip: IpAddr) -> IpAddr {
     }
 }
 
-/// The client details of a request: resolved address and User-Agent.
-pub(crate) fn client_details(resolver: &ClientAddrResolver, parts: &Parts) -> crate::ClientDetails {
-    crate::ClientDetails {
-        ip: resolver
-            .resolve(&parts.extensions, &parts.headers)
-            .map(|ip| ip.to_string()),
-        user_agent: parts.headers.get(http::header::USER_AGENT).map(|v| {
-            String::from_utf8_lossy(v.as_bytes())
-                .chars()
-                .take(512)
-                .collect()
-        }),
+/// The longest User-Agent kept, in characters: enough for any real browser's,
+/// and a bound on what one request can make every session record hold.
+const MAX_USER_AGENT_CHARS: usize = 512;
+
+/// The client of one request as the layer found it: the resolved address and
+/// the `User-Agent` header as sent. They become [`ClientDetails`] text only
+/// when something reads them (binding, login, the sessions list, the login
+/// log), so the many requests that need neither format no address and copy
+/// no header.
+///
+/// [`ClientDetails`]: crate::ClientDetails
+#[derive(Debug)]
+pub(crate) struct RequestClient {
+    ip: Option<IpAddr>,
+    user_agent: Option<http::HeaderValue>,
+    details: std::sync::OnceLock<crate::ClientDetails>,
+}
+
+impl RequestClient {
+    /// Resolves the request's client (the address through trusted proxies only).
+    pub(crate) fn from_request(resolver: &ClientAddrResolver, parts: &Parts) -> Self {
+        RequestClient {
+            ip: resolver.resolve(&parts.extensions, &parts.headers),
+            // A `HeaderValue` clone shares the request's buffer: no copy.
+            user_agent: parts.headers.get(http::header::USER_AGENT).cloned(),
+            details: std::sync::OnceLock::new(),
+        }
+    }
+
+    /// The client as text: made on the first call, the same after.
+    pub(crate) fn details(&self) -> &crate::ClientDetails {
+        self.details.get_or_init(|| crate::ClientDetails {
+            ip: self.ip.map(|ip| ip.to_string()),
+            user_agent: self.user_agent.as_ref().map(|v| {
+                String::from_utf8_lossy(v.as_bytes())
+                    .chars()
+                    .take(MAX_USER_AGENT_CHARS)
+                    .collect()
+            }),
+        })
     }
 }
 
@@ -284,5 +317,50 @@ mod tests {
         assert!(binding.ip_matches("2001:db8:1:2::1", "2001:db8:1:2::ffff".parse().unwrap()));
         assert!(!binding.ip_matches("2001:db8:1:2::1", "2001:db8:1:3::1".parse().unwrap()));
         assert!(!binding.ip_matches("garbage", "2001:db8:1:3::1".parse().unwrap()));
+    }
+
+    #[test]
+    fn client_details_are_made_only_when_read() {
+        let long_agent = "é".repeat(600);
+        let mut parts = request("203.0.113.9:443", &[]);
+        parts.headers.insert(
+            http::header::USER_AGENT,
+            http::HeaderValue::from_bytes(long_agent.as_bytes()).unwrap(),
+        );
+        let client = RequestClient::from_request(&ClientAddrResolver::default(), &parts);
+        assert!(client.details.get().is_none(), "nothing formatted up front");
+        let details = client.details();
+        assert_eq!(details.ip.as_deref(), Some("203.0.113.9"));
+        assert_eq!(
+            details.user_agent.as_deref(),
+            Some("é".repeat(MAX_USER_AGENT_CHARS).as_str())
+        );
+        assert!(std::ptr::eq(details, client.details()), "made once");
+
+        let mut latin1 = request("192.0.2.1:1", &[]);
+        latin1.headers.insert(
+            http::header::USER_AGENT,
+            http::HeaderValue::from_bytes(b"agent \xff").unwrap(),
+        );
+        let client = RequestClient::from_request(&ClientAddrResolver::default(), &latin1);
+        assert_eq!(
+            client.details().user_agent.as_deref(),
+            Some("agent \u{fffd}")
+        );
+    }
+
+    #[test]
+    fn binding_off_compares_nothing() {
+        assert!(Binding::default().is_off());
+        let ua_only = Binding {
+            user_agent: true,
+            ..Binding::default()
+        };
+        assert!(!ua_only.is_off());
+        let subnet = Binding {
+            ip: BindIp::Subnet,
+            ..Binding::default()
+        };
+        assert!(!subnet.is_off());
     }
 }

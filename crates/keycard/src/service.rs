@@ -1,6 +1,6 @@
 //! The tower layer that gives every request a [`Session`].
 
-use crate::client::{client_details, Binding, ClientAddrResolver};
+use crate::client::{Binding, ClientAddrResolver, RequestClient};
 use crate::codec::CookieCodec;
 use crate::cookie_header::{find_cookie, CookieLookup};
 use crate::session::{Backend, Context, CookieAction, Presented};
@@ -170,7 +170,7 @@ where
         let (mut parts, body) = request.into_parts();
         let layer = self.layer.clone();
         let presented = presented(&layer.ctx.config, &parts.headers);
-        let client = client_details(&layer.resolver, &parts);
+        let client = RequestClient::from_request(&layer.resolver, &parts);
         let session = Session::new(layer.ctx.clone(), presented, client);
         parts.extensions.insert(session.clone());
         let request = Request::from_parts(parts, body);
@@ -265,13 +265,18 @@ async fn finish<ResBody: From<String>>(
 /// Removes any `Set-Cookie` for `name` the handler set, so the response
 /// carries one at most (browsers apply duplicates in unspecified order).
 pub(crate) fn remove_set_cookie(headers: &mut http::HeaderMap, name: &str) {
+    let names = |v: &HeaderValue| {
+        let bytes = v.as_bytes();
+        bytes.starts_with(name.as_bytes()) && bytes.get(name.len()) == Some(&b'=')
+    };
+    // The usual case, nothing to remove, leaves the headers as they are.
+    if !headers.get_all(SET_COOKIE).iter().any(names) {
+        return;
+    }
     let keep: Vec<HeaderValue> = headers
         .get_all(SET_COOKIE)
         .iter()
-        .filter(|v| {
-            let bytes = v.as_bytes();
-            !(bytes.starts_with(name.as_bytes()) && bytes.get(name.len()) == Some(&b'='))
-        })
+        .filter(|v| !names(v))
         .cloned()
         .collect();
     headers.remove(SET_COOKIE);

@@ -1,6 +1,6 @@
 //! The session handle a handler uses.
 
-use crate::client::Binding;
+use crate::client::{Binding, RequestClient};
 use crate::codec::CookieCodec;
 use crate::{
     now_millis, reserved, ApplyOutcome, Change, ClientDetails, CreateError, Record, SessionConfig,
@@ -71,7 +71,7 @@ pub struct Session {
 struct Inner {
     ctx: Arc<Context>,
     presented: Presented,
-    client: ClientDetails,
+    client: RequestClient,
     state: Mutex<State>,
 }
 
@@ -120,7 +120,7 @@ pub(crate) struct Committed {
 }
 
 impl Session {
-    pub(crate) fn new(ctx: Arc<Context>, presented: Presented, client: ClientDetails) -> Self {
+    pub(crate) fn new(ctx: Arc<Context>, presented: Presented, client: RequestClient) -> Self {
         Session {
             inner: Arc::new(Inner {
                 ctx,
@@ -275,7 +275,7 @@ impl Session {
 
     /// The client details of this request (resolved address, User-Agent).
     pub fn client(&self) -> &ClientDetails {
-        &self.inner.client
+        self.inner.client.details()
     }
 
     /// The session configuration in force.
@@ -329,13 +329,14 @@ impl Session {
             },
         };
         push_change(state, change);
+        let client = self.client();
         if let Some(record) = &mut state.record {
             record.user_id.clone_from(&user_id);
-            record.ip.clone_from(&self.inner.client.ip);
-            record.user_agent.clone_from(&self.inner.client.user_agent);
+            record.ip.clone_from(&client.ip);
+            record.user_agent.clone_from(&client.user_agent);
         }
         state.user_change = Some(user_id);
-        state.client_change = Some(self.inner.client.clone());
+        state.client_change = Some(client.clone());
         state.restart_clocks = true;
         state.cycle = state.id.is_some();
         Ok(())
@@ -383,10 +384,10 @@ impl Session {
         let config = &ctx.config;
         let mut record = Record::new(now_millis(), config.idle_ms(), config.absolute_ms());
         if ctx.binding.ip != crate::BindIp::Off {
-            record.ip.clone_from(&self.inner.client.ip);
+            record.ip.clone_from(&self.client().ip);
         }
         if ctx.binding.user_agent {
-            record.user_agent.clone_from(&self.inner.client.user_agent);
+            record.user_agent.clone_from(&self.client().user_agent);
         }
         record
     }
@@ -538,13 +539,18 @@ impl Session {
             return;
         }
         let mut record = record;
-        // Lent out of the record for the check, not cloned.
-        let recorded = ClientDetails {
-            ip: record.ip.take(),
-            user_agent: record.user_agent.take(),
+        // With binding off nothing is compared, so the client is not even
+        // turned into text.
+        let allowed = ctx.binding.is_off() || {
+            // Lent out of the record for the check, not cloned.
+            let recorded = ClientDetails {
+                ip: record.ip.take(),
+                user_agent: record.user_agent.take(),
+            };
+            let allowed = ctx.binding.allows(&recorded, self.client());
+            (record.ip, record.user_agent) = (recorded.ip, recorded.user_agent);
+            allowed
         };
-        let allowed = ctx.binding.allows(&recorded, &self.inner.client);
-        (record.ip, record.user_agent) = (recorded.ip, recorded.user_agent);
         if !allowed && !self.is_bearer() {
             match ctx.binding.mode {
                 crate::BindMode::Hard => {
