@@ -913,7 +913,12 @@ async fn is_revoked(
         .and_then(|a| a.get("login_at"))
         .and_then(Value::as_i64)
         .unwrap_or(record.created_at);
-    Ok(login_at < not_before)
+    let reissued_at = record
+        .data
+        .get(reserved::REISSUED_AT)
+        .and_then(Value::as_i64)
+        .unwrap_or(i64::MIN);
+    Ok(login_at.max(reissued_at) < not_before)
 }
 
 async fn revoke_cookie_session(

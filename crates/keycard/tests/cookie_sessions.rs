@@ -356,8 +356,15 @@ async fn logout_everywhere_and_password_changes_reach_client_side_sessions() {
         assert_eq!(device.text("/public").await, "alice");
     }
     let before = laptop.jar.clone();
+    let login = laptop.text("/login-info").await;
+    tokio::time::sleep(std::time::Duration::from_millis(20)).await;
     // Sessions in cookies cannot be listed, but they can all be voided.
     laptop.post("/revoke-others", &[]).await;
+    assert_eq!(
+        laptop.text("/login-info").await,
+        login,
+        "the re-issued cookie keeps its login time, freshness and absolute deadline"
+    );
     assert_eq!(phone.text("/public").await, "anonymous");
     assert_eq!(
         laptop.text("/public").await,

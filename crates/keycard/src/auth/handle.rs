@@ -453,7 +453,13 @@ impl<B: AuthBackend> Auth<B> {
     /// "Log out everywhere else": ends every other session, remember-me series
     /// and API token of the user (a token is a login elsewhere too, and one
     /// minted by an intruder must not outlive the clean-up); this session and
-    /// its remember-me stay.
+    /// its remember-me stay, with their login time, freshness and deadlines
+    /// as they were.
+    ///
+    /// Returns how many stored records ended. Client-side sessions live in
+    /// other browsers' cookies and cannot be listed or counted: they are all
+    /// voided at once by the user's not-before time, and this session's
+    /// cookie is re-issued to outlive it.
     pub async fn revoke_other_sessions(&self) -> Result<u64, AuthError> {
         let user_id = self.current_user_id().await?;
         let current = self.inner.session.key().await?;
@@ -466,9 +472,14 @@ impl<B: AuthBackend> Auth<B> {
         let count = self
             .end_logins(&user_id, Some(&keep), &["session", "remember", "bearer"])
             .await?;
-        if self.inner.session.is_client_side() {
-            // Every older cookie is void now: re-issue this one so it survives.
-            self.refresh_login().await?;
+        let session = &self.inner.session;
+        if session.is_client_side() && !session.is_bearer() {
+            // Every cookie issued before now is void: this one is re-issued
+            // to survive, keeping its login time (so neither its freshness
+            // nor its absolute timeout starts again).
+            session
+                .set_reserved(reserved::REISSUED_AT, now_millis().into())
+                .await?;
         }
         tracing::info!(target: "keycard::security", event = "sessions_revoked", user = %user_id, count, "other sessions revoked");
         Ok(count)
@@ -485,13 +496,6 @@ impl<B: AuthBackend> Auth<B> {
         self.login_as(user, true, "password").await?;
         self.set_pending(|p| p.remember = Some(CookieAction::Clear));
         tracing::info!(target: "keycard::security", event = "password_changed", user = %user.id(), "password changed; other sessions ended");
-        Ok(())
-    }
-
-    async fn refresh_login(&self) -> Result<(), AuthError> {
-        if let (Some(user), Some(info)) = (self.user().await?, self.login_info().await?) {
-            self.login_as(&user, info.fresh, &info.via).await?;
-        }
         Ok(())
     }
 

@@ -234,6 +234,15 @@ pub fn app(store: Arc<dyn SessionStore>, users: Users, options: Options) -> Rout
         .route("/write/{key}", post(|Path(key): Path<String>, auth: A| async move { auth.session().insert(&key, true).await.unwrap(); "written" }))
         .route("/sessions", get(|auth: A| async move { Json(auth.sessions().await.unwrap()) }))
         .route("/revoke/{handle}", post(|Path(handle): Path<String>, auth: A| async move { auth.revoke_session(&handle).await.unwrap().to_string() }))
+        .route("/login-info", get(|auth: A| async move {
+            let info = auth.login_info().await.unwrap();
+            let record = auth.session().record().await.unwrap();
+            Json(serde_json::json!({
+                "login_at": info.as_ref().map(|i| i.login_at),
+                "fresh": auth.is_fresh().await.unwrap(),
+                "absolute_deadline": record.map(|r| r.absolute_deadline),
+            }))
+        }))
         .route("/revoke-others", post(|auth: A| async move { auth.revoke_other_sessions().await.unwrap().to_string() }))
         .route("/token", post(|auth: A| async move { auth.issue_token(std::time::Duration::from_secs(3600)).await.unwrap() }))
         .route("/token", axum::routing::delete(|auth: A| async move { auth.revoke_current_token().await.unwrap().to_string() }))
