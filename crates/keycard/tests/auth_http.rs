@@ -224,6 +224,19 @@ async fn login_required_redirects_browsers_and_refuses_api_calls() {
     );
     let response = browser.get("/members").await;
     assert_eq!(response.status(), 303);
+    // Inside `Router::nest`, the redirect and the API test use the whole path.
+    let response = browser.get("/nested/panel?x=1").await;
+    assert_eq!(response.status(), 303);
+    assert_eq!(
+        response.headers()["location"],
+        "/login?next=%2Fnested%2Fpanel%3Fx%3D1"
+    );
+    let response = browser.get("/api/nested/me").await;
+    assert_eq!(response.status(), 401);
+    assert_eq!(
+        response.text().await.unwrap(),
+        r#"{"error":"unauthenticated"}"#
+    );
     let response = browser.get("/api/private").await;
     assert_eq!(response.status(), 401);
     assert_eq!(
@@ -282,6 +295,11 @@ async fn fresh_login_expires_and_reauthentication_restores_it() {
     let response = browser.get("/fresh").await;
     assert_eq!(response.status(), 303);
     assert_eq!(response.headers()["location"], "/reauth?next=%2Ffresh");
+    let response = browser.get("/nested/fresh").await;
+    assert_eq!(
+        response.headers()["location"],
+        "/reauth?next=%2Fnested%2Ffresh"
+    );
     let before = browser.jar.get(SESSION).unwrap().to_owned();
     assert_eq!(
         browser

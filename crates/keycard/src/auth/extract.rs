@@ -111,6 +111,15 @@ fn is_api(parts_uri: &http::Uri, headers: &http::HeaderMap, api_prefix: &str) ->
     accept.contains("application/json") && !accept.contains("text/html")
 }
 
+/// The URI the client asked for. Inside `Router::nest` axum strips the
+/// prefix from the request's URI and keeps the whole one in `OriginalUri`:
+/// the API test and the `next` of a login redirect need the whole one.
+fn requested_uri<'a>(uri: &'a http::Uri, extensions: &'a http::Extensions) -> &'a http::Uri {
+    extensions
+        .get::<axum::extract::OriginalUri>()
+        .map_or(uri, |original| &original.0)
+}
+
 fn this_path(uri: &http::Uri) -> String {
     uri.path_and_query()
         .map_or("/".to_owned(), |pq| pq.as_str().to_owned())
@@ -183,9 +192,13 @@ impl<S: Send + Sync, B: AuthBackend> FromRequestParts<S> for CurrentUser<B> {
 
     async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
         let auth = Auth::<B>::from_request_parts(parts, state).await?;
-        require_user(&auth, &parts.uri, &parts.headers)
-            .await
-            .map(CurrentUser)
+        require_user(
+            &auth,
+            requested_uri(&parts.uri, &parts.extensions),
+            &parts.headers,
+        )
+        .await
+        .map(CurrentUser)
     }
 }
 
@@ -211,9 +224,14 @@ impl<S: Send + Sync, B: AuthBackend> FromRequestParts<S> for FreshUser<B> {
 
     async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
         let auth = Auth::<B>::from_request_parts(parts, state).await?;
-        require_fresh(&auth, &parts.method, &parts.uri, &parts.headers)
-            .await
-            .map(FreshUser)
+        require_fresh(
+            &auth,
+            &parts.method,
+            requested_uri(&parts.uri, &parts.extensions),
+            &parts.headers,
+        )
+        .await
+        .map(FreshUser)
     }
 }
 
@@ -323,7 +341,13 @@ where
             let Some(auth) = request.extensions().get::<Auth<B>>().cloned() else {
                 return Ok(LoginRejection::Misconfigured.into_response());
             };
-            if let Err(rejection) = require_user(&auth, request.uri(), request.headers()).await {
+            if let Err(rejection) = require_user(
+                &auth,
+                requested_uri(request.uri(), request.extensions()),
+                request.headers(),
+            )
+            .await
+            {
                 return Ok(rejection.into_response());
             }
             if let Some(permission) = permission {

@@ -220,7 +220,21 @@ pub fn app(store: Arc<dyn SessionStore>, users: Users, options: Options) -> Rout
     let members = Router::new()
         .route("/members", get(|| async { "members area" }))
         .route_layer(RequireLoginLayer::<Users>::new());
+    // Nested routers see their URI without the prefix (axum's `nest`).
+    let nested_api = Router::new().route(
+        "/me",
+        get(|CurrentUser(user): CurrentUser<Users>| async move { user.name }),
+    );
+    let nested_members = Router::new()
+        .route("/panel", get(|| async { "panel" }))
+        .route(
+            "/fresh",
+            get(|FreshUser(user): FreshUser<Users>| async move { user.name }),
+        )
+        .route_layer(RequireLoginLayer::<Users>::new());
     Router::new()
+        .nest("/api/nested", nested_api)
+        .nest("/nested", nested_members)
         .route("/public", get(|MaybeUser(user): MaybeUser<Users>| async move { user.map(|u| u.name).unwrap_or_else(|| "anonymous".into()) }))
         .route("/private", get(|CurrentUser(user): CurrentUser<Users>| async move { format!("hello {}", user.name) }))
         .route("/api/private", get(|CurrentUser(user): CurrentUser<Users>| async move { Json(serde_json::json!({"user": user.name})) }))
