@@ -200,13 +200,31 @@ impl Binding {
     }
 
     /// Whether the record's client details allow this request's.
+    ///
+    /// With address binding on, a request whose address is unknown is not
+    /// allowed (fail closed: the server was not given the peer address, see
+    /// [`PeerAddr`]); a record without an address (made before binding was
+    /// turned on) allows any.
+    ///
+    /// ```
+    /// use keycard::{BindIp, Binding, ClientDetails};
+    /// let binding = Binding { ip: BindIp::Exact, ..Binding::default() };
+    /// let at = |ip: Option<&str>| ClientDetails { ip: ip.map(str::to_owned), user_agent: None };
+    /// assert!(binding.allows(&at(Some("192.0.2.1")), &at(Some("192.0.2.1"))));
+    /// assert!(!binding.allows(&at(Some("192.0.2.1")), &at(Some("192.0.2.2"))));
+    /// assert!(!binding.allows(&at(Some("192.0.2.1")), &at(None)));
+    /// assert!(!binding.allows(&at(None), &at(None)));
+    /// assert!(binding.allows(&at(None), &at(Some("192.0.2.2"))));
+    /// ```
     pub fn allows(&self, recorded: &crate::ClientDetails, now: &crate::ClientDetails) -> bool {
         if self.ip != BindIp::Off {
-            if let (Some(recorded), Some(current)) = (&recorded.ip, &now.ip) {
-                match current.parse() {
+            match (&recorded.ip, &now.ip) {
+                (Some(recorded), Some(current)) => match current.parse() {
                     Ok(current) if self.ip_matches(recorded, current) => {}
                     _ => return false,
-                }
+                },
+                (_, None) => return false,
+                (None, Some(_)) => {}
             }
         }
         !self.user_agent || recorded.user_agent == now.user_agent

@@ -53,7 +53,16 @@ impl SessionError {
             SessionError::Store(_) => {
                 "Service temporarily unavailable: the session store did not answer. Please retry."
             }
-            _ => "Internal error while saving the session.",
+            SessionError::Deserialize(_) => {
+                "Internal error: a session value does not have the type the application expects."
+            }
+            SessionError::Serialize(_) => "Internal error: a session value could not be stored.",
+            SessionError::ReservedKey(_) => {
+                "Internal error: the application used a session key reserved for keycard."
+            }
+            SessionError::Random(_)
+            | SessionError::Seal(_)
+            | SessionError::CookieTooLarge { .. } => "Internal error while saving the session.",
         }
     }
 }
@@ -61,6 +70,9 @@ impl SessionError {
 #[cfg(feature = "axum")]
 impl axum::response::IntoResponse for SessionError {
     fn into_response(self) -> axum::response::Response {
+        // The public message, not the error's text: a type error quotes the
+        // stored value, which may be anything the session holds.
+        tracing::error!(target: "keycard", event = "session_error", status = self.status().as_u16(), error = self.public_message(), "session operation failed");
         (
             self.status(),
             [(http::header::CACHE_CONTROL, "no-store")],

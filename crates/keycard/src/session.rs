@@ -47,6 +47,11 @@ pub(crate) enum Presented {
     Bearer(String),
 }
 
+/// A server that binds sessions to addresses but passes none is misconfigured:
+/// said once per process, not on every request.
+static BINDING_WITHOUT_ADDRESS_LOGGED: std::sync::atomic::AtomicBool =
+    std::sync::atomic::AtomicBool::new(false);
+
 /// The handle to the current request's session.
 ///
 /// Cheap to clone (an `Arc`); every clone sees the same state. Nothing is read
@@ -132,6 +137,11 @@ impl Session {
     }
 
     /// Reads a value, deserialized to `T`. `Ok(None)` when the key is absent.
+    ///
+    /// A stored value of another shape (say, written before the application
+    /// changed the type) is [`SessionError::Deserialize`], a 500 if the
+    /// handler returns it: read such values with
+    /// [`get_value`](Self::get_value), or a type that accepts both shapes.
     pub async fn get<T: DeserializeOwned>(&self, key: &str) -> Result<Option<T>, SessionError> {
         match self.get_value(key).await? {
             Some(value) => serde_json::from_value(value)
@@ -541,6 +551,12 @@ impl Session {
         let mut record = record;
         // With binding off nothing is compared, so the client is not even
         // turned into text.
+        if ctx.binding.ip != crate::BindIp::Off
+            && self.client().ip.is_none()
+            && !BINDING_WITHOUT_ADDRESS_LOGGED.swap(true, std::sync::atomic::Ordering::Relaxed)
+        {
+            tracing::error!(target: "keycard", event = "binding_without_address", "IP binding is on but the request carries no peer address (serve with into_make_service_with_connect_info, or insert PeerAddr); bound sessions are refused");
+        }
         let allowed = ctx.binding.is_off() || {
             // Lent out of the record for the check, not cloned.
             let recorded = ClientDetails {

@@ -371,6 +371,43 @@ async fn a_changed_auth_hash_ends_the_session_even_without_keycard_being_told() 
 }
 
 #[tokio::test]
+async fn reauthentication_never_switches_accounts() {
+    let (base, _store, _) = start(Options::default()).await;
+    let mut browser = Browser::new(&base);
+    let fields = [("username", "root"), ("password", "root password")];
+    let response = browser.post("/reauth-as", &fields).await;
+    assert_eq!(response.status(), 401, "nobody logged in");
+    browser.login("alice", "correct horse").await;
+    let response = browser.post("/reauth-as", &fields).await;
+    assert_eq!(response.status(), 403);
+    assert_eq!(browser.text("/public").await, "alice");
+    let own = [("username", "alice"), ("password", "correct horse")];
+    assert_eq!(browser.post("/reauth-as", &own).await.status(), 204);
+    assert_eq!(browser.text("/public").await, "alice");
+}
+
+#[tokio::test]
+async fn logout_clear_site_data_is_configurable() {
+    for (setting, expected) in [(Some("\"cache\""), Some("\"cache\"")), (None, None)] {
+        let auth = AuthConfig {
+            clear_site_data: setting.map(str::to_owned),
+            ..AuthConfig::default()
+        };
+        let (base, _store, _) = start(Options {
+            auth,
+            ..Options::default()
+        })
+        .await;
+        let mut browser = Browser::new(&base);
+        browser.login("alice", "correct horse").await;
+        let response = browser.post("/logout", &[]).await;
+        let header = response.headers().get("clear-site-data");
+        assert_eq!(header.map(|v| v.to_str().unwrap()), expected);
+        assert_eq!(browser.text("/public").await, "anonymous");
+    }
+}
+
+#[tokio::test]
 async fn remember_me_restores_a_not_fresh_login_and_rotates() {
     let config = keycard::SessionConfig::default().with_idle_timeout(Duration::from_millis(600));
     let auth = AuthConfig {
@@ -491,6 +528,27 @@ async fn exact_ip_binding_ends_a_session_used_from_another_address() {
         "anonymous",
         "hard binding ends the session"
     );
+}
+
+#[tokio::test]
+async fn ip_binding_without_the_peer_address_fails_closed() {
+    // Served without `into_make_service_with_connect_info`: the layer cannot
+    // see any address, so a session bound to one is not accepted.
+    let options = Options {
+        binding: Binding {
+            ip: BindIp::Exact,
+            ..Binding::default()
+        },
+        ..Options::default()
+    };
+    let users = Users::with(&[("alice", "correct horse", &[][..])]);
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let base = format!("http://{}", listener.local_addr().unwrap());
+    let app = app(Arc::new(MemoryStore::new()), users, options);
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    let mut browser = Browser::new(&base);
+    browser.login("alice", "correct horse").await;
+    assert_eq!(browser.text("/public").await, "anonymous");
 }
 
 #[tokio::test]

@@ -23,6 +23,10 @@ pub enum AuthError {
     /// The operation needs a logged-in user.
     #[error("not logged in")]
     NotLoggedIn,
+    /// Re-authentication was asked for another user than the logged-in one
+    /// (a re-authentication form must not switch accounts).
+    #[error("re-authentication as another user than the logged-in one")]
+    OtherUser,
 }
 
 impl From<crate::StoreError> for AuthError {
@@ -38,6 +42,14 @@ impl axum::response::IntoResponse for AuthError {
             AuthError::Session(error) => error.into_response(),
             AuthError::NotLoggedIn => {
                 (http::StatusCode::UNAUTHORIZED, "Not logged in.").into_response()
+            }
+            AuthError::OtherUser => {
+                tracing::warn!(target: "keycard::security", event = "reauth_other_user", "re-authentication as another user refused");
+                (
+                    http::StatusCode::FORBIDDEN,
+                    "Re-authenticate as the logged-in user.",
+                )
+                    .into_response()
             }
             AuthError::Backend(error) => {
                 tracing::error!(target: "keycard", %error, "user backend failed");
@@ -230,7 +242,14 @@ impl<B: AuthBackend> Auth<B> {
 
     /// Makes the login fresh again after the password was re-entered: the
     /// session ID rotates and both timeouts start again.
+    ///
+    /// `user` must be the logged-in user ([`AuthError::NotLoggedIn`] when
+    /// nobody is, [`AuthError::OtherUser`] for someone else: to change
+    /// accounts, [`login`](Self::login)).
     pub async fn reauthenticate(&self, user: &B::User) -> Result<(), AuthError> {
+        if self.current_user_id().await? != user.id() {
+            return Err(AuthError::OtherUser);
+        }
         self.login_as(user, true, "password").await?;
         tracing::info!(target: "keycard::security", event = "reauthenticated", user = %user.id(), "login made fresh");
         Ok(())

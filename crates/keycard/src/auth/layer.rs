@@ -53,6 +53,14 @@ pub struct AuthConfig {
     /// session), so it is a trade you opt into; a few seconds covers a burst
     /// of page loads.
     pub remember_grace: Duration,
+    /// The `Clear-Site-Data` value a logout response carries, or `None` for
+    /// no header. Default: `"cache", "cookies", "storage"` (OWASP: nothing of
+    /// the session stays in the browser). `"cookies"` clears the cookies of
+    /// the whole registrable domain (sibling subdomains' apps log out too)
+    /// and `"storage"` the origin's local storage, IndexedDB and service
+    /// workers: narrow it (for example to `"cache"`) when those must survive.
+    /// A value that is not a valid header value sends no header.
+    pub clear_site_data: Option<String>,
 }
 
 impl Default for AuthConfig {
@@ -69,6 +77,7 @@ impl Default for AuthConfig {
             },
             remember_lifetime: lifetime,
             remember_grace: Duration::ZERO,
+            clear_site_data: Some("\"cache\", \"cookies\", \"storage\"".into()),
         }
     }
 }
@@ -195,11 +204,12 @@ where
                     headers.append(SET_COOKIE, value);
                 }
             }
-            if pending.clear_site_data {
-                headers.insert(
-                    "clear-site-data",
-                    HeaderValue::from_static("\"cache\", \"cookies\", \"storage\""),
-                );
+            let clear = config
+                .clear_site_data
+                .as_deref()
+                .filter(|_| pending.clear_site_data);
+            if let Some(Ok(value)) = clear.map(HeaderValue::from_str) {
+                headers.insert("clear-site-data", value);
             }
             Ok(response)
         })

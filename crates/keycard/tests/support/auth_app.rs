@@ -188,6 +188,24 @@ async fn reauth(
     }
 }
 
+/// A re-authentication form that (wrongly) takes a user name.
+async fn reauth_as(auth: A, Form(form): Form<LoginForm>) -> Response {
+    let checked = auth
+        .authenticate(Credentials {
+            name: form.username,
+            password: form.password,
+        })
+        .await
+        .unwrap();
+    match checked {
+        Some(user) => match auth.reauthenticate(&user).await {
+            Ok(()) => StatusCode::NO_CONTENT.into_response(),
+            Err(error) => error.into_response(),
+        },
+        None => StatusCode::UNAUTHORIZED.into_response(),
+    }
+}
+
 async fn change_password(
     State(state): State<TestState>,
     auth: A,
@@ -244,6 +262,7 @@ pub fn app(store: Arc<dyn SessionStore>, users: Users, options: Options) -> Rout
         .route("/authenticate", post(check_credentials))
         .route("/logout", post(|auth: A| async move { auth.logout().await.unwrap(); StatusCode::SEE_OTHER }))
         .route("/reauth", post(reauth))
+        .route("/reauth-as", post(reauth_as))
         .route("/password", post(change_password))
         .route("/write/{key}", post(|Path(key): Path<String>, auth: A| async move { auth.session().insert(&key, true).await.unwrap(); "written" }))
         .route("/sessions", get(|auth: A| async move { Json(auth.sessions().await.unwrap()) }))
