@@ -3,7 +3,10 @@
 //!
 //! Run: `cargo run -p keycard-examples --example client_side`, then open
 //! <http://localhost:3000>. Switching from a server-side store is this one
-//! `SessionLayer` line; handlers do not change.
+//! `SessionLayer` line; handlers do not change. What does change: each
+//! browser's cookie is its only copy, so concurrent requests of one browser
+//! can overwrite each other's changes (an increment is not atomic here, as it
+//! is in a server-side store); see docs/stores.md.
 
 use axum::response::Redirect;
 use axum::routing::{get, post};

@@ -1,18 +1,20 @@
-//! Login, logout, a protected page and CSRF-protected forms: the Flask-Login
-//! experience with axum and keycard.
+//! Login, logout, a protected page, CSRF-protected forms and login
+//! throttling: the Flask-Login experience with axum and keycard.
 //!
 //! Run: `cargo run -p keycard-examples --example login`, open
 //! <http://localhost:3000> and log in as `alice` / `wonderland`.
 
 use async_trait::async_trait;
+use axum::http::{header::RETRY_AFTER, StatusCode};
 use axum::response::{Html, IntoResponse, Redirect, Response};
 use axum::routing::get;
-use axum::{Form, Router};
+use axum::{Extension, Form, Router};
 use keycard::auth::{
-    safe_next, Auth, AuthBackend, AuthLayer, AuthUser, CurrentUser, MaybeUser, PasswordWorkers,
+    safe_next, Auth, AuthBackend, AuthLayer, AuthUser, CurrentUser, LoginThrottle, MaybeUser,
+    PasswordWorkers,
 };
 use keycard::csrf::{CsrfConfig, CsrfLayer, CsrfToken};
-use keycard::{MemoryStore, SessionLayer};
+use keycard::{MemoryStore, SessionLayer, SessionStore};
 use serde::Deserialize;
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -95,6 +97,7 @@ async fn login_page(CsrfToken(token): CsrfToken) -> Html<String> {
 
 async fn login(
     auth: Auth<Users>,
+    Extension(throttle): Extension<LoginThrottle>,
     Form(form): Form<LoginForm>,
 ) -> Result<Response, keycard::auth::AuthError> {
     let next = form
@@ -103,16 +106,24 @@ async fn login(
         .and_then(safe_next)
         .unwrap_or("/")
         .to_owned();
+    let username = form.username.clone();
+    let ip = auth.session().client().ip.clone();
+    // Before the password is checked: while locked, even the right one waits.
+    if let Err(locked) = throttle.check(&username, ip.as_deref()).await? {
+        let wait = locked.retry_after.as_secs().max(1).to_string();
+        let body = "Too many failed attempts; try again later.";
+        return Ok((StatusCode::TOO_MANY_REQUESTS, [(RETRY_AFTER, wait)], body).into_response());
+    }
     match auth.authenticate(form).await? {
         Some(user) => {
+            throttle.success(&username).await?;
             auth.login(&user, false).await?; // rotates the session ID
             Ok(Redirect::to(&next).into_response())
         }
-        None => Ok((
-            axum::http::StatusCode::UNAUTHORIZED,
-            "Invalid username or password.",
-        )
-            .into_response()),
+        None => {
+            throttle.failure(&username, ip.as_deref()).await?;
+            Ok((StatusCode::UNAUTHORIZED, "Invalid username or password.").into_response())
+        }
     }
 }
 
@@ -140,17 +151,21 @@ async fn main() -> std::io::Result<()> {
         by_name: Arc::new(HashMap::from([("alice".to_owned(), alice)])),
         passwords,
     };
+    // Sessions and the throttle's counters share one store.
+    let store: Arc<dyn SessionStore> = Arc::new(MemoryStore::new());
     let app = Router::new()
         .route("/", get(home))
         .route("/login", get(login_page).post(login))
         .route("/logout", axum::routing::post(logout))
         .route("/private", get(private))
         // Inner to outer: CSRF checks need the session, auth needs the session.
+        .layer(Extension(LoginThrottle::new(store.clone())))
         .layer(CsrfLayer::new(CsrfConfig::default().allow_plain_http()))
         .layer(AuthLayer::new(users))
-        .layer(SessionLayer::new(MemoryStore::new()));
+        .layer(SessionLayer::from_arc(store));
     let listener = tokio::net::TcpListener::bind("127.0.0.1:3000").await?;
     println!("listening on http://localhost:3000");
+    // The peer address feeds the per-address throttle (and binding, if on).
     axum::serve(
         listener,
         app.into_make_service_with_connect_info::<std::net::SocketAddr>(),

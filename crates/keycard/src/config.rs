@@ -82,6 +82,39 @@ impl CookieConfig {
         }
     }
 
+    /// Why browsers would refuse this cookie, if they would: a `__Host-`
+    /// name needs `Secure`, `Path=/` and no `Domain`, a `__Secure-` name
+    /// needs `Secure`, and `SameSite=None` needs `Secure`. A refused cookie
+    /// means a new session on every request (and every form failing CSRF), so
+    /// the layers log this as an error when they are configured.
+    ///
+    /// ```
+    /// use keycard::CookieConfig;
+    /// assert_eq!(CookieConfig::default().browser_refusal(), None);
+    /// let plain = CookieConfig { secure: false, ..CookieConfig::default() };
+    /// assert!(plain.browser_refusal().is_some());
+    /// let renamed = CookieConfig { secure: false, ..CookieConfig::named("dev-session") };
+    /// assert_eq!(renamed.browser_refusal(), None);
+    /// ```
+    pub fn browser_refusal(&self) -> Option<&'static str> {
+        // Browsers match the prefixes case-insensitively (RFC 6265bis).
+        let prefixed = |prefix: &str| {
+            self.name
+                .get(..prefix.len())
+                .is_some_and(|start| start.eq_ignore_ascii_case(prefix))
+        };
+        if prefixed("__Host-") && (!self.secure || self.path != "/" || self.domain.is_some()) {
+            return Some("a __Host- cookie must be Secure, with Path=/ and no Domain");
+        }
+        if prefixed("__Secure-") && !self.secure {
+            return Some("a __Secure- cookie must be Secure");
+        }
+        if self.same_site == SameSite::None && !self.secure {
+            return Some("a SameSite=None cookie must be Secure");
+        }
+        None
+    }
+
     fn attributes(&self, out: &mut String) {
         out.push_str("; Path=");
         out.push_str(&self.path);

@@ -80,6 +80,9 @@ impl SessionLayer {
     /// Sets the configuration.
     #[must_use]
     pub fn with_config(mut self, config: SessionConfig) -> Self {
+        if let Some(reason) = config.cookie.browser_refusal() {
+            tracing::error!(target: "keycard", cookie = %config.cookie.name, reason, "browsers will refuse the session cookie: every request will start a new session");
+        }
         self.ctx_mut().config = config;
         self
     }

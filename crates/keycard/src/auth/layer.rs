@@ -127,6 +127,9 @@ impl<B: AuthBackend> AuthLayer<B> {
     /// Sets the configuration.
     #[must_use]
     pub fn with_config(mut self, config: AuthConfig) -> Self {
+        if let Some(reason) = config.remember_cookie.browser_refusal() {
+            tracing::error!(target: "keycard", cookie = %config.remember_cookie.name, reason, "browsers will refuse the remember-me cookie");
+        }
         self.config = Arc::new(config);
         self
     }
