@@ -878,7 +878,19 @@ async fn permissions_are_checked_on_top_of_login() {
     assert_eq!(anonymous.get("/admin").await.status(), 303);
     let mut alice = Browser::new(&base);
     alice.login("alice", "correct horse").await;
-    assert_eq!(alice.get("/admin").await.status(), 403);
+    let refused = alice.get("/admin").await;
+    assert_eq!(refused.status(), 403);
+    assert!(
+        refused.text().await.unwrap().starts_with("Forbidden:"),
+        "a page for a browser"
+    );
+    let request = alice
+        .client
+        .get(format!("{base}/admin"))
+        .header("accept", "application/json");
+    let refused = alice.send(request).await;
+    assert_eq!(refused.status(), 403);
+    assert_eq!(refused.text().await.unwrap(), r#"{"error":"forbidden"}"#);
     assert_eq!(alice.text("/members").await, "members area");
     let mut root = Browser::new(&base);
     root.login("root", "root password").await;

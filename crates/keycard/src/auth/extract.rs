@@ -120,6 +120,20 @@ fn requested_uri<'a>(uri: &'a http::Uri, extensions: &'a http::Extensions) -> &'
         .map_or(uri, |original| &original.0)
 }
 
+/// The 403 a browser gets for a page it lacks the permission for (API
+/// calls get `{"error":"forbidden"}`).
+fn forbidden_page() -> Response {
+    (
+        StatusCode::FORBIDDEN,
+        [
+            (header::CACHE_CONTROL, "no-store"),
+            (header::CONTENT_TYPE, "text/plain; charset=utf-8"),
+        ],
+        "Forbidden: your account does not have permission to see this page.",
+    )
+        .into_response()
+}
+
 fn this_path(uri: &http::Uri) -> String {
     uri.path_and_query()
         .map_or("/".to_owned(), |pq| pq.as_str().to_owned())
@@ -355,7 +369,11 @@ where
                     Ok(true) => {}
                     Ok(false) => {
                         tracing::warn!(target: "keycard::security", event = "permission_denied", %permission, "permission denied");
-                        return Ok(LoginRejection::Forbidden.into_response());
+                        let uri = requested_uri(request.uri(), request.extensions());
+                        if is_api(uri, request.headers(), &auth.config().api_prefix) {
+                            return Ok(LoginRejection::Forbidden.into_response());
+                        }
+                        return Ok(forbidden_page());
                     }
                     Err(error) => return Ok(error.into_response()),
                 }
