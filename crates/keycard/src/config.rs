@@ -231,6 +231,33 @@ impl SessionConfig {
         self
     }
 
+    /// Sets the fraction of the idle timeout after which a read-only request
+    /// moves the idle deadline (0: every request; 1: only when it would
+    /// otherwise lapse). Kept within 0 and 1; NaN keeps the default.
+    ///
+    /// ```
+    /// use keycard::SessionConfig;
+    /// let every_request = SessionConfig::default().with_touch_fraction(0.0);
+    /// assert_eq!(every_request.touch_interval(), std::time::Duration::ZERO);
+    /// assert_eq!(SessionConfig::default().with_touch_fraction(7.0).touch_fraction, 1.0);
+    /// assert_eq!(SessionConfig::default().with_touch_fraction(f64::NAN).touch_fraction, 0.25);
+    /// ```
+    #[must_use]
+    pub fn with_touch_fraction(mut self, fraction: f64) -> Self {
+        if !fraction.is_nan() {
+            self.touch_fraction = fraction.clamp(0.0, 1.0);
+        }
+        self
+    }
+
+    /// Whether an `Authorization: Bearer` header may carry a session ID (API
+    /// tokens). Turn it off when no API client uses tokens.
+    #[must_use]
+    pub fn with_accept_bearer(mut self, accept: bool) -> Self {
+        self.accept_bearer = accept;
+        self
+    }
+
     /// The minimum time between two deadline moves of a read-only session.
     pub fn touch_interval(&self) -> Duration {
         self.idle_timeout

@@ -96,6 +96,56 @@ impl AuthConfig {
         self.login_path = path.into();
         self
     }
+
+    /// Sets the re-authentication page path.
+    #[must_use]
+    pub fn with_reauth_path(mut self, path: impl Into<String>) -> Self {
+        self.reauth_path = path.into();
+        self
+    }
+
+    /// Sets the path prefix of API calls (401/403 JSON, never a redirect).
+    #[must_use]
+    pub fn with_api_prefix(mut self, prefix: impl Into<String>) -> Self {
+        self.api_prefix = prefix.into();
+        self
+    }
+
+    /// Sets the remember-me cookie.
+    #[must_use]
+    pub fn with_remember_cookie(mut self, cookie: CookieConfig) -> Self {
+        self.remember_cookie = cookie;
+        self
+    }
+
+    /// Sets how long a remember-me series lives after its last use.
+    #[must_use]
+    pub fn with_remember_lifetime(mut self, lifetime: Duration) -> Self {
+        self.remember_lifetime = lifetime;
+        self
+    }
+
+    /// Sets how long a rotated remember-me value is still accepted (see
+    /// [`remember_grace`](Self::remember_grace) for the trade).
+    #[must_use]
+    pub fn with_remember_grace(mut self, grace: Duration) -> Self {
+        self.remember_grace = grace;
+        self
+    }
+
+    /// Sets the `Clear-Site-Data` value of logout responses (`None`: no
+    /// header).
+    ///
+    /// ```
+    /// use keycard::auth::AuthConfig;
+    /// let keep_storage = AuthConfig::default().with_clear_site_data(Some("\"cache\""));
+    /// assert_eq!(keep_storage.clear_site_data.as_deref(), Some("\"cache\""));
+    /// ```
+    #[must_use]
+    pub fn with_clear_site_data(mut self, value: Option<impl Into<String>>) -> Self {
+        self.clear_site_data = value.map(Into::into);
+        self
+    }
 }
 
 /// Adds an [`Auth`] handle for backend `B` to each request. Install it

@@ -83,6 +83,14 @@ impl LoginThrottle {
         }
     }
 
+    /// Sets how long each of its store calls may take (default 1 s; use the
+    /// session layer's [`store_timeout`](SessionConfig::store_timeout)).
+    #[must_use]
+    pub fn with_store_timeout(mut self, timeout: Duration) -> Self {
+        self.config.store_timeout = timeout;
+        self
+    }
+
     fn keys(username: &str, ip: Option<&str>) -> [(Option<SessionKey>, bool); 2] {
         [
             (

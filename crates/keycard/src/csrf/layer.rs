@@ -64,6 +64,35 @@ impl CsrfConfig {
         self.allow_plain_http = true;
         self
     }
+
+    /// Accepts `Sec-Fetch-Site: same-site` (requests from sibling
+    /// subdomains, which still need the token).
+    #[must_use]
+    pub fn allow_same_site(mut self) -> Self {
+        self.allow_same_site = true;
+        self
+    }
+
+    /// Sets the form field that carries the token.
+    #[must_use]
+    pub fn with_form_field(mut self, name: impl Into<String>) -> Self {
+        self.form_field = name.into();
+        self
+    }
+
+    /// Sets the header that carries the token.
+    #[must_use]
+    pub fn with_header(mut self, name: impl Into<String>) -> Self {
+        self.header = name.into();
+        self
+    }
+
+    /// Sets the largest form body read to find the token (larger: 413).
+    #[must_use]
+    pub fn with_max_body(mut self, bytes: usize) -> Self {
+        self.max_body = bytes;
+        self
+    }
 }
 
 /// Refuses unsafe requests (POST, PUT, PATCH, DELETE, ...) that another site
