@@ -110,7 +110,7 @@ async fn login(
     let ip = auth.session().client().ip.clone();
     // Before the password is checked: while locked, even the right one waits.
     if let Err(locked) = throttle.check(&username, ip.as_deref()).await? {
-        let wait = locked.retry_after.as_secs().max(1).to_string();
+        let wait = locked.retry_after_secs().to_string();
         let body = "Too many failed attempts; try again later.";
         return Ok((StatusCode::TOO_MANY_REQUESTS, [(RETRY_AFTER, wait)], body).into_response());
     }

@@ -259,9 +259,17 @@ impl SessionConfig {
     }
 
     /// The minimum time between two deadline moves of a read-only session.
+    ///
+    /// Never panics: a fraction outside 0..=1 is clamped, NaN counts as the
+    /// default 1/4, and an interval too long to represent is the idle timeout.
     pub fn touch_interval(&self) -> Duration {
-        self.idle_timeout
-            .mul_f64(self.touch_fraction.clamp(0.0, 1.0))
+        let fraction = if self.touch_fraction.is_nan() {
+            0.25
+        } else {
+            self.touch_fraction.clamp(0.0, 1.0)
+        };
+        Duration::try_from_secs_f64(self.idle_timeout.as_secs_f64() * fraction)
+            .unwrap_or(self.idle_timeout)
     }
 
     pub(crate) fn idle_ms(&self) -> i64 {
@@ -312,4 +320,27 @@ pub fn parse_duration(text: &str) -> Result<Duration, String> {
         .checked_mul(seconds)
         .map(Duration::from_secs)
         .ok_or_else(|| format!("`{text}` is too long"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn touch_interval_never_panics() {
+        let nan = SessionConfig {
+            touch_fraction: f64::NAN,
+            ..SessionConfig::default()
+        };
+        assert_eq!(nan.touch_interval(), Duration::from_secs(450));
+        let huge = SessionConfig::default()
+            .with_idle_timeout(Duration::MAX)
+            .with_touch_fraction(1.0);
+        assert_eq!(huge.touch_interval(), Duration::MAX);
+        let negative = SessionConfig {
+            touch_fraction: -3.0,
+            ..SessionConfig::default()
+        };
+        assert_eq!(negative.touch_interval(), Duration::ZERO);
+    }
 }

@@ -70,9 +70,17 @@ impl SessionError {
 #[cfg(feature = "axum")]
 impl axum::response::IntoResponse for SessionError {
     fn into_response(self) -> axum::response::Response {
-        // The public message, not the error's text: a type error quotes the
-        // stored value, which may be anything the session holds.
-        tracing::error!(target: "keycard", event = "session_error", status = self.status().as_u16(), error = self.public_message(), "session operation failed");
+        match &self {
+            // serde's text quotes the value, which may be anything the
+            // session holds: the public message only.
+            SessionError::Serialize(_) | SessionError::Deserialize(_) => {
+                tracing::error!(target: "keycard", event = "session_error", status = self.status().as_u16(), error = self.public_message(), "session operation failed");
+            }
+            other => {
+                let cause = std::error::Error::source(other).map(ToString::to_string);
+                tracing::error!(target: "keycard", event = "session_error", status = self.status().as_u16(), error = %other, cause, "session operation failed");
+            }
+        }
         (
             self.status(),
             [(http::header::CACHE_CONTROL, "no-store")],

@@ -552,6 +552,7 @@ impl Session {
         // With binding off nothing is compared, so the client is not even
         // turned into text.
         if ctx.binding.ip != crate::BindIp::Off
+            && !self.is_bearer()
             && self.client().ip.is_none()
             && !BINDING_WITHOUT_ADDRESS_LOGGED.swap(true, std::sync::atomic::Ordering::Relaxed)
         {

@@ -872,6 +872,38 @@ async fn users_list_and_revoke_their_sessions() {
 }
 
 #[tokio::test]
+async fn log_out_everywhere_else_also_ends_copies_of_this_browsers_cookies() {
+    let (base, _store, _) = start(Options::default()).await;
+    let mut browser = Browser::new(&base);
+    browser.login_remembered("alice", "correct horse").await;
+    let copied = browser.jar.clone();
+    let login = browser.text("/login-info").await;
+    let response = browser.post("/revoke-others", &[]).await;
+    assert_eq!(response.text().await.unwrap(), "0", "no other login to end");
+    assert_ne!(
+        browser.jar.get(SESSION),
+        copied.get(SESSION),
+        "a new session ID"
+    );
+    assert_ne!(
+        browser.jar.get(REMEMBER),
+        copied.get(REMEMBER),
+        "a new series"
+    );
+    assert_eq!(browser.text("/public").await, "alice");
+    assert_eq!(
+        browser.text("/login-info").await,
+        login,
+        "login time, freshness and absolute deadline kept"
+    );
+    // Whoever copied the cookies (session and remember-me) is out.
+    let mut thief = Browser::new(&base);
+    thief.jar = copied;
+    assert_eq!(thief.text("/public").await, "anonymous");
+    assert_eq!(browser.text("/public").await, "alice", "and no theft alarm");
+}
+
+#[tokio::test]
 async fn permissions_are_checked_on_top_of_login() {
     let (base, _store, _) = start(Options::default()).await;
     let mut anonymous = Browser::new(&base);

@@ -181,7 +181,7 @@ pub async fn login_form(
 }
 
 fn too_many(retry_after: std::time::Duration) -> Response {
-    let seconds = retry_after.as_secs().max(1);
+    let seconds = keycard::auth::Throttled { retry_after }.retry_after_secs();
     (
         StatusCode::TOO_MANY_REQUESTS,
         [

@@ -471,37 +471,73 @@ impl<B: AuthBackend> Auth<B> {
 
     /// "Log out everywhere else": ends every other session, remember-me series
     /// and API token of the user (a token is a login elsewhere too, and one
-    /// minted by an intruder must not outlive the clean-up); this session and
-    /// its remember-me stay, with their login time, freshness and deadlines
-    /// as they were.
+    /// minted by an intruder must not outlive the clean-up). This browser
+    /// stays logged in with its login time, freshness and deadlines as they
+    /// were, but under a new session ID and a new remember-me series: copies
+    /// of its old cookies (the usual reason to press the button) end too.
     ///
-    /// Returns how many stored records ended. Client-side sessions live in
-    /// other browsers' cookies and cannot be listed or counted: they are all
-    /// voided at once by the user's not-before time, and this session's
-    /// cookie is re-issued to outlive it.
+    /// Returns how many stored records of other logins ended. Client-side
+    /// sessions live in other browsers' cookies and cannot be listed or
+    /// counted: they are all voided at once by the user's not-before time,
+    /// and this session's cookie is re-issued to outlive it.
     pub async fn revoke_other_sessions(&self) -> Result<u64, AuthError> {
         let user_id = self.current_user_id().await?;
-        let current = self.inner.session.key().await?;
+        let session = &self.inner.session;
+        let current = session.key().await?;
         let own_remember = self
             .inner
             .remember_cookie
             .as_deref()
             .and_then(remember::key_of);
         let keep: Vec<SessionKey> = current.into_iter().chain(own_remember).collect();
-        let count = self
+        let (count, cut_off) = self
             .end_logins(&user_id, Some(&keep), &["session", "remember", "bearer"])
             .await?;
-        let session = &self.inner.session;
-        if session.is_client_side() && !session.is_bearer() {
-            // Every cookie issued before now is void: this one is re-issued
-            // to survive, keeping its login time (so neither its freshness
-            // nor its absolute timeout starts again).
-            session
-                .set_reserved(reserved::REISSUED_AT, now_millis().into())
-                .await?;
+        if !session.is_bearer() {
+            // A token's ID is the API client's credential: it is not rotated.
+            session.cycle_id().await?;
+            if session.is_client_side() {
+                // Every cookie issued before the cut-off is void: this one is
+                // re-issued after it, keeping its login time (so neither its
+                // freshness nor its absolute timeout starts again).
+                session
+                    .set_reserved(reserved::REISSUED_AT, cut_off.into())
+                    .await?;
+            }
+            self.replace_own_remember(&user_id).await?;
         }
         tracing::info!(target: "keycard::security", event = "sessions_revoked", user = %user_id, count, "other sessions revoked");
         Ok(count)
+    }
+
+    /// Ends this browser's remember-me series, if it has a live one of
+    /// `user_id`, and hands it a new one.
+    async fn replace_own_remember(&self, user_id: &str) -> Result<(), AuthError> {
+        let Some(cookie) = self.inner.remember_cookie.as_deref() else {
+            return Ok(());
+        };
+        let Some(key) = remember::key_of(cookie) else {
+            return Ok(());
+        };
+        let store = self.store();
+        let config = self.inner.session.config();
+        let live = timed(config, store.load(&key))
+            .await?
+            .is_some_and(|r| r.user_id.as_deref() == Some(user_id) && !r.is_expired(now_millis()));
+        if !live {
+            return Ok(());
+        }
+        timed(config, store.delete(&key)).await?;
+        let value = remember::issue(
+            config,
+            store.as_ref(),
+            user_id,
+            self.inner.config.remember_lifetime,
+            self.inner.session.client(),
+        )
+        .await?;
+        self.set_pending(|p| p.remember = Some(CookieAction::Set(value)));
+        Ok(())
     }
 
     /// After the user's password changed: ends every other session, remember-me
@@ -520,13 +556,14 @@ impl<B: AuthBackend> Auth<B> {
 
     /// Ends the user's records of these kinds except `keep`; with
     /// client-side sessions, which cannot be listed, also voids every cookie
-    /// issued to the user before now (the caller re-issues its own).
+    /// issued to the user before now (the caller re-issues its own). Returns
+    /// how many records ended and the cut-off time it used.
     async fn end_logins(
         &self,
         user_id: &str,
         keep: Option<&[SessionKey]>,
         kinds: &[&str],
-    ) -> Result<u64, AuthError> {
+    ) -> Result<(u64, crate::UnixMillis), AuthError> {
         let store = self.store();
         let config = self.inner.session.config();
         let mut count = 0;
@@ -537,10 +574,11 @@ impl<B: AuthBackend> Auth<B> {
                 count += 1;
             }
         }
+        let cut_off = now_millis();
         if self.inner.session.is_client_side() {
-            set_not_before(config, store.as_ref(), user_id, now_millis()).await?;
+            set_not_before(config, store.as_ref(), user_id, cut_off).await?;
         }
-        Ok(count)
+        Ok((count, cut_off))
     }
 
     /// Ends every session, remember-me series and token of `user_id` (for an

@@ -133,17 +133,23 @@ impl AuthConfig {
         self
     }
 
-    /// Sets the `Clear-Site-Data` value of logout responses (`None`: no
-    /// header).
+    /// Sets the `Clear-Site-Data` value of logout responses.
     ///
     /// ```
     /// use keycard::auth::AuthConfig;
-    /// let keep_storage = AuthConfig::default().with_clear_site_data(Some("\"cache\""));
+    /// let keep_storage = AuthConfig::default().with_clear_site_data("\"cache\"");
     /// assert_eq!(keep_storage.clear_site_data.as_deref(), Some("\"cache\""));
     /// ```
     #[must_use]
-    pub fn with_clear_site_data(mut self, value: Option<impl Into<String>>) -> Self {
-        self.clear_site_data = value.map(Into::into);
+    pub fn with_clear_site_data(mut self, value: impl Into<String>) -> Self {
+        self.clear_site_data = Some(value.into());
+        self
+    }
+
+    /// Sends no `Clear-Site-Data` header on logout.
+    #[must_use]
+    pub fn without_clear_site_data(mut self) -> Self {
+        self.clear_site_data = None;
         self
     }
 }
@@ -179,6 +185,11 @@ impl<B: AuthBackend> AuthLayer<B> {
     pub fn with_config(mut self, config: AuthConfig) -> Self {
         if let Some(reason) = config.remember_cookie.browser_refusal() {
             tracing::error!(target: "keycard", cookie = %config.remember_cookie.name, reason, "browsers will refuse the remember-me cookie");
+        }
+        if let Some(value) = &config.clear_site_data {
+            if HeaderValue::from_str(value).is_err() {
+                tracing::error!(target: "keycard", "AuthConfig::clear_site_data is not a valid header value: logout responses will carry none");
+            }
         }
         self.config = Arc::new(config);
         self

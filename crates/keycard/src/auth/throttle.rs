@@ -17,6 +17,24 @@ pub struct Throttled {
     pub retry_after: Duration,
 }
 
+impl Throttled {
+    /// The `Retry-After` value in whole seconds, rounded up (a client that
+    /// waits that long is not refused again for being a moment early), at
+    /// least 1.
+    ///
+    /// ```
+    /// use keycard::auth::Throttled;
+    /// use std::time::Duration;
+    /// let locked = Throttled { retry_after: Duration::from_millis(59_200) };
+    /// assert_eq!(locked.retry_after_secs(), 60);
+    /// ```
+    pub fn retry_after_secs(&self) -> u64 {
+        u64::try_from(self.retry_after.as_millis().div_ceil(1000))
+            .unwrap_or(u64::MAX)
+            .max(1)
+    }
+}
+
 /// Counts failed logins per account and per address.
 ///
 /// After `per_account` failures for one account within `window` (from any
