@@ -506,6 +506,17 @@ async fn bearer_tokens_for_api_clients() {
         .await
         .unwrap();
     assert_eq!(minted.status(), 403, "a token cannot mint more tokens");
+    // Nor use the account forms (CSRF does not apply to it).
+    for path in ["/sessions/revoke-others", "/sessions/revoke", "/reauth"] {
+        let refused = api
+            .post(format!("{}{path}", demo.https))
+            .bearer_auth(&bearer)
+            .form(&[("session", "x"), ("password", "wrong")])
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(refused.status(), 403, "{path}");
+    }
     let revoke = api
         .delete(format!("{}/api/tokens/current", demo.https))
         .bearer_auth(&bearer)

@@ -282,6 +282,37 @@ async fn login_redirects_only_to_safe_local_next() {
 }
 
 #[tokio::test]
+async fn a_refused_form_post_comes_back_to_its_form_not_to_itself() {
+    // A redirect cannot replay a POST: after logging in (or re-entering the
+    // password) the browser returns to the page that held the form, or home.
+    let options = Options {
+        auth: AuthConfig::default().with_fresh_for(Duration::from_millis(300)),
+        ..Options::default()
+    };
+    let (base, _store, _) = start(options).await;
+    let mut browser = Browser::new(&base);
+    let fields = [("password", "new password")];
+    let response = browser.post("/password", &fields).await;
+    assert_eq!(response.status(), 303);
+    assert_eq!(response.headers()["location"], "/login?next=%2F");
+    let token = browser.token().await;
+    let form = browser
+        .client
+        .post(format!("{base}/password"))
+        .header("referer", format!("{base}/account?tab=security"))
+        .form(&[("password", "new password"), ("csrf_token", &token)]);
+    let response = browser.send(form).await;
+    assert_eq!(
+        response.headers()["location"],
+        "/login?next=%2Faccount%3Ftab%3Dsecurity"
+    );
+    browser.login("alice", "correct horse").await;
+    tokio::time::sleep(Duration::from_millis(400)).await;
+    let response = browser.post("/password", &fields).await;
+    assert_eq!(response.headers()["location"], "/reauth?next=%2F");
+}
+
+#[tokio::test]
 async fn fresh_login_expires_and_reauthentication_restores_it() {
     let options = Options {
         auth: AuthConfig::default().with_fresh_for(Duration::from_millis(800)),

@@ -472,6 +472,9 @@ pub async fn revoke(
     CurrentUser(user): CurrentUser<Users>,
     fields: Fields,
 ) -> Result<Response> {
+    if let Some(refused) = browser_only(&auth) {
+        return Ok(refused);
+    }
     let Some(handle) = fields.get("session") else {
         return Ok((
             StatusCode::BAD_REQUEST,
@@ -500,7 +503,25 @@ pub async fn revoke(
     Ok(see_other("/sessions?m=revoked"))
 }
 
+/// The account forms (revoking sessions, re-authentication, the password)
+/// are for browser sessions: a request with an API token skips the CSRF
+/// check, and a stolen token must not end the user's browser sessions or
+/// guess at their password.
+fn browser_only(auth: &A) -> Option<Response> {
+    auth.session().is_bearer().then(|| {
+        (
+            StatusCode::FORBIDDEN,
+            [(header::CACHE_CONTROL, "no-store")],
+            "This form is for a signed-in browser, not an API token.",
+        )
+            .into_response()
+    })
+}
+
 pub async fn revoke_others(auth: A, CurrentUser(_user): CurrentUser<Users>) -> Result<Response> {
+    if let Some(refused) = browser_only(&auth) {
+        return Ok(refused);
+    }
     auth.revoke_other_sessions().await?;
     Ok(see_other("/sessions?m=others"))
 }
@@ -564,6 +585,9 @@ pub async fn reauth(
     CurrentUser(user): CurrentUser<Users>,
     fields: Fields,
 ) -> Result<Response> {
+    if let Some(refused) = browser_only(&auth) {
+        return Ok(refused);
+    }
     let password = fields.get("password").unwrap_or("");
     let next = fields
         .get("next")
@@ -609,6 +633,9 @@ pub async fn change_password(
     FreshUser(user): FreshUser<Users>,
     fields: Fields,
 ) -> Result<Response> {
+    if let Some(refused) = browser_only(&auth) {
+        return Ok(refused);
+    }
     let current = fields.get("current_password").unwrap_or("");
     let new = fields.get("new_password").unwrap_or("");
     let correct = match check_own_password(&state, &auth, &user, current).await? {

@@ -139,8 +139,26 @@ fn this_path(uri: &http::Uri) -> String {
         .map_or("/".to_owned(), |pq| pq.as_str().to_owned())
 }
 
+/// Where a browser comes back to after logging in or re-authenticating: this
+/// page for a GET or HEAD; for a form post, which a redirect cannot replay,
+/// the page that held the form (the Referer's path and query), else the home
+/// page. Always a safe local path.
+fn return_path(method: &http::Method, uri: &http::Uri, headers: &http::HeaderMap) -> String {
+    let path = if matches!(*method, http::Method::GET | http::Method::HEAD) {
+        this_path(uri)
+    } else {
+        headers
+            .get(header::REFERER)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|referer| referer.parse::<http::Uri>().ok())
+            .map_or_else(|| "/".to_owned(), |referer| this_path(&referer))
+    };
+    super::safe_next(&path).unwrap_or("/").to_owned()
+}
+
 async fn require_user<B: AuthBackend>(
     auth: &Auth<B>,
+    method: &http::Method,
     uri: &http::Uri,
     headers: &http::HeaderMap,
 ) -> Result<B::User, LoginRejection> {
@@ -153,7 +171,7 @@ async fn require_user<B: AuthBackend>(
             location: format!(
                 "{}?next={}",
                 auth.config().login_path,
-                encode_next(&this_path(uri))
+                encode_next(&return_path(method, uri, headers))
             ),
         }),
     }
@@ -165,26 +183,14 @@ async fn require_fresh<B: AuthBackend>(
     uri: &http::Uri,
     headers: &http::HeaderMap,
 ) -> Result<B::User, LoginRejection> {
-    let user = require_user(auth, uri, headers).await?;
+    let user = require_user(auth, method, uri, headers).await?;
     if auth.is_fresh().await? {
         return Ok(user);
     }
     if is_api(uri, headers, &auth.config().api_prefix) {
         return Err(LoginRejection::ReauthenticationRequired);
     }
-    // After re-authenticating, a form POST cannot be replayed: come back to
-    // the page that held the form (the Referer), else to this path.
-    let back = match (
-        method,
-        headers.get(header::REFERER).and_then(|v| v.to_str().ok()),
-    ) {
-        (&http::Method::GET | &http::Method::HEAD, _) | (_, None) => this_path(uri),
-        (_, Some(referer)) => referer
-            .parse::<http::Uri>()
-            .map(|r| this_path(&r))
-            .unwrap_or_else(|_| "/".into()),
-    };
-    let back = super::safe_next(&back).unwrap_or("/").to_owned();
+    let back = return_path(method, uri, headers);
     Err(LoginRejection::ReauthRequired {
         location: format!("{}?next={}", auth.config().reauth_path, encode_next(&back)),
     })
@@ -208,6 +214,7 @@ impl<S: Send + Sync, B: AuthBackend> FromRequestParts<S> for CurrentUser<B> {
         let auth = Auth::<B>::from_request_parts(parts, state).await?;
         require_user(
             &auth,
+            &parts.method,
             requested_uri(&parts.uri, &parts.extensions),
             &parts.headers,
         )
@@ -357,6 +364,7 @@ where
             };
             if let Err(rejection) = require_user(
                 &auth,
+                request.method(),
                 requested_uri(request.uri(), request.extensions()),
                 request.headers(),
             )
