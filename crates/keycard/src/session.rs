@@ -104,6 +104,8 @@ struct State {
     /// A change was applied together with the load (`apply_first`): the
     /// store already holds it.
     applied_early: bool,
+    /// The presented session was ended by a hard binding mismatch.
+    binding_refused: bool,
 }
 
 /// What the layer must do with the cookie after the handler.
@@ -352,6 +354,12 @@ impl Session {
         Ok(())
     }
 
+    /// Whether this request's session was ended because it came from another
+    /// client than the one it is bound to (hard binding).
+    pub(crate) async fn binding_refused(&self) -> Result<bool, SessionError> {
+        Ok(self.loaded().await?.binding_refused)
+    }
+
     /// Drops every change this request made: nothing is written and no cookie
     /// is set or cleared (a refused request must change nothing).
     #[cfg(feature = "axum")]
@@ -572,6 +580,7 @@ impl Session {
             match ctx.binding.mode {
                 crate::BindMode::Hard => {
                     tracing::warn!(target: "keycard::security", event = "binding_mismatch", key = ?id.key(), mode = "hard", "session used from another client; ended");
+                    state.binding_refused = true;
                     state.stale_cookie = true;
                     state.delete = Some(id);
                     return;

@@ -562,6 +562,33 @@ async fn exact_ip_binding_ends_a_session_used_from_another_address() {
 }
 
 #[tokio::test]
+async fn a_binding_mismatch_also_ends_the_remember_me_series_sent_with_it() {
+    let binding = Binding {
+        ip: BindIp::Exact,
+        ..Binding::default()
+    };
+    let (base, _store, _) = start(Options {
+        binding,
+        ..Options::default()
+    })
+    .await;
+    let mut home = Browser::from(&base, Some("127.0.0.1"));
+    home.login_remembered("alice", "correct horse").await;
+    let mut thief = Browser::from(&base, Some("127.0.0.2"));
+    thief.jar = home.jar.clone();
+    // Session and remember-me copied together: neither logs the thief in.
+    assert_eq!(thief.text("/public").await, "anonymous");
+    assert_eq!(
+        thief.jar.get(REMEMBER),
+        None,
+        "the remember cookie is cleared"
+    );
+    assert_eq!(thief.text("/public").await, "anonymous");
+    // The series is gone for its owner too (it may have been stolen).
+    assert_eq!(home.text("/public").await, "anonymous");
+}
+
+#[tokio::test]
 async fn ip_binding_without_the_peer_address_fails_closed() {
     // Served without `into_make_service_with_connect_info`: the layer cannot
     // see any address, so a session bound to one is not accepted.

@@ -321,6 +321,14 @@ impl<B: AuthBackend> Auth<B> {
             return Ok(None);
         };
         let store = self.store();
+        if session.binding_refused().await? {
+            // The session cookie came from another client than its own: so
+            // may the remember-me cookie beside it. Like Flask-Login's strong
+            // protection, the series ends too instead of logging in again.
+            remember::forget(session.config(), store.as_ref(), cookie).await?;
+            self.set_pending(|p| p.remember = Some(CookieAction::Clear));
+            return Ok(None);
+        }
         match remember::restore(
             session.config(),
             store.as_ref(),
