@@ -47,6 +47,12 @@ impl SessionError {
         }
     }
 
+    /// The underlying error's text, for logs (the public message stays
+    /// generic).
+    pub(crate) fn cause(&self) -> Option<String> {
+        std::error::Error::source(self).map(ToString::to_string)
+    }
+
     /// The default response body.
     pub fn public_message(&self) -> &'static str {
         match self {
@@ -77,7 +83,7 @@ impl axum::response::IntoResponse for SessionError {
                 tracing::error!(target: "keycard", event = "session_error", status = self.status().as_u16(), error = self.public_message(), "session operation failed");
             }
             other => {
-                let cause = std::error::Error::source(other).map(ToString::to_string);
+                let cause = other.cause();
                 tracing::error!(target: "keycard", event = "session_error", status = self.status().as_u16(), error = %other, cause, "session operation failed");
             }
         }

@@ -238,7 +238,7 @@ async fn finish<ResBody: From<String>>(
     let committed = match session.commit().await {
         Ok(committed) => committed,
         Err(error) => {
-            let cause = std::error::Error::source(&error).map(ToString::to_string);
+            let cause = error.cause();
             tracing::error!(target: "keycard", event = "session_commit_failed", %error, cause, "session could not be saved");
             return (layer.on_error)(&error).map(ResBody::from);
         }

@@ -106,6 +106,20 @@ async fn start(options: Options) -> (String, Arc<MemoryStore>, Users) {
     (base, store, users)
 }
 
+/// The test app with sessions bound to the client's address.
+async fn start_bound(ip: BindIp, mode: BindMode) -> String {
+    let binding = Binding {
+        ip,
+        mode,
+        ..Binding::default()
+    };
+    let options = Options {
+        binding,
+        ..Options::default()
+    };
+    start(options).await.0
+}
+
 #[tokio::test]
 async fn login_rotates_the_session_id_and_the_pre_login_cookie_dies() {
     let (base, store, _) = start(Options::default()).await;
@@ -539,15 +553,7 @@ async fn two_requests_restoring_at_once_rotate_the_remember_me_value_once() {
 
 #[tokio::test]
 async fn exact_ip_binding_ends_a_session_used_from_another_address() {
-    let binding = Binding {
-        ip: BindIp::Exact,
-        ..Binding::default()
-    };
-    let (base, _store, _) = start(Options {
-        binding,
-        ..Options::default()
-    })
-    .await;
+    let base = start_bound(BindIp::Exact, BindMode::Hard).await;
     let mut home = Browser::from(&base, Some("127.0.0.1"));
     home.login("alice", "correct horse").await;
     assert_eq!(home.text("/public").await, "alice");
@@ -563,15 +569,7 @@ async fn exact_ip_binding_ends_a_session_used_from_another_address() {
 
 #[tokio::test]
 async fn a_binding_mismatch_also_ends_the_remember_me_series_sent_with_it() {
-    let binding = Binding {
-        ip: BindIp::Exact,
-        ..Binding::default()
-    };
-    let (base, _store, _) = start(Options {
-        binding,
-        ..Options::default()
-    })
-    .await;
+    let base = start_bound(BindIp::Exact, BindMode::Hard).await;
     let mut home = Browser::from(&base, Some("127.0.0.1"));
     home.login_remembered("alice", "correct horse").await;
     let mut thief = Browser::from(&base, Some("127.0.0.2"));
@@ -611,15 +609,7 @@ async fn ip_binding_without_the_peer_address_fails_closed() {
 
 #[tokio::test]
 async fn subnet_binding_allows_the_same_network() {
-    let binding = Binding {
-        ip: BindIp::Subnet,
-        ..Binding::default()
-    };
-    let (base, _store, _) = start(Options {
-        binding,
-        ..Options::default()
-    })
-    .await;
+    let base = start_bound(BindIp::Subnet, BindMode::Hard).await;
     let mut home = Browser::from(&base, Some("127.0.0.1"));
     home.login("alice", "correct horse").await;
     let mut nearby = Browser::from(&base, Some("127.0.0.9"));
@@ -629,16 +619,7 @@ async fn subnet_binding_allows_the_same_network() {
 
 #[tokio::test]
 async fn soft_binding_only_marks_the_login_not_fresh() {
-    let binding = Binding {
-        ip: BindIp::Exact,
-        mode: BindMode::Soft,
-        ..Binding::default()
-    };
-    let (base, _store, _) = start(Options {
-        binding,
-        ..Options::default()
-    })
-    .await;
+    let base = start_bound(BindIp::Exact, BindMode::Soft).await;
     let mut home = Browser::from(&base, Some("127.0.0.1"));
     home.login("alice", "correct horse").await;
     assert_eq!(home.text("/fresh").await, "fresh alice");
@@ -650,15 +631,7 @@ async fn soft_binding_only_marks_the_login_not_fresh() {
 
 #[tokio::test]
 async fn forwarded_headers_count_only_from_trusted_proxies() {
-    let binding = Binding {
-        ip: BindIp::Exact,
-        ..Binding::default()
-    };
-    let (base, _store, _) = start(Options {
-        binding,
-        ..Options::default()
-    })
-    .await;
+    let base = start_bound(BindIp::Exact, BindMode::Hard).await;
     let mut browser = Browser::new(&base);
     browser.login("alice", "correct horse").await;
     // Not a trusted proxy: a spoofed X-Forwarded-For is ignored, the session lives.

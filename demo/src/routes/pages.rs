@@ -8,7 +8,7 @@ use crate::users::{User, Users};
 use axum::extract::{Form, Query, State};
 use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Response};
-use keycard::auth::{safe_next, Auth, CurrentUser, FreshUser};
+use keycard::auth::{safe_next, Auth, CurrentUser, FreshUser, Throttled};
 use keycard::csrf;
 use serde::Serialize;
 use serde_json::{Map, Value};
@@ -180,8 +180,8 @@ pub async fn login_form(
     login_page(&state, &auth, StatusCode::OK, None, next, None).await
 }
 
-fn too_many(retry_after: std::time::Duration) -> Response {
-    let seconds = keycard::auth::Throttled { retry_after }.retry_after_secs();
+fn too_many(throttled: Throttled) -> Response {
+    let seconds = throttled.retry_after_secs();
     (
         StatusCode::TOO_MANY_REQUESTS,
         [
@@ -210,7 +210,7 @@ pub async fn login(State(state): State<AppState>, auth: A, fields: Fields) -> Re
     let ip = auth.session().client().ip.clone();
     if let Err(throttled) = state.throttle.check(&username, ip.as_deref()).await? {
         tracing::warn!(target: "keycard::security", event = "login_throttled", "login attempt while throttled");
-        return Ok(too_many(throttled.retry_after));
+        return Ok(too_many(throttled));
     }
     let user = if username.is_empty()
         || password.is_empty()
@@ -547,7 +547,7 @@ pub async fn reauth_form(
 /// What a signed-in user's own password (re-authentication, a password
 /// change) turned out to be.
 enum OwnPassword {
-    Throttled(std::time::Duration),
+    Throttled(Throttled),
     Wrong,
     Right(User),
 }
@@ -562,7 +562,7 @@ async fn check_own_password(
 ) -> Result<OwnPassword> {
     let ip = auth.session().client().ip.clone();
     if let Err(throttled) = state.throttle.check(&user.username, ip.as_deref()).await? {
-        return Ok(OwnPassword::Throttled(throttled.retry_after));
+        return Ok(OwnPassword::Throttled(throttled));
     }
     match state.users.check(&user.username, password).await? {
         Some(fresh) if fresh.id == user.id => {
@@ -595,7 +595,7 @@ pub async fn reauth(
         .unwrap_or("")
         .to_owned();
     match check_own_password(&state, &auth, &user, password).await? {
-        OwnPassword::Throttled(retry_after) => Ok(too_many(retry_after)),
+        OwnPassword::Throttled(throttled) => Ok(too_many(throttled)),
         OwnPassword::Right(fresh) => {
             auth.reauthenticate(&fresh).await?;
             Ok(see_other(if next.is_empty() {
@@ -639,7 +639,7 @@ pub async fn change_password(
     let current = fields.get("current_password").unwrap_or("");
     let new = fields.get("new_password").unwrap_or("");
     let correct = match check_own_password(&state, &auth, &user, current).await? {
-        OwnPassword::Throttled(retry_after) => return Ok(too_many(retry_after)),
+        OwnPassword::Throttled(throttled) => return Ok(too_many(throttled)),
         OwnPassword::Right(_) => true,
         OwnPassword::Wrong => {
             tracing::warn!(target: "keycard::security", event = "password_change_failed", user = %user.id, "wrong current password");

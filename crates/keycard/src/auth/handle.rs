@@ -535,7 +535,7 @@ impl<B: AuthBackend> Auth<B> {
         if !live {
             return Ok(());
         }
-        timed(config, store.delete(&key)).await?;
+        remember::forget(config, store.as_ref(), cookie).await?;
         let value = remember::issue(
             config,
             store.as_ref(),
