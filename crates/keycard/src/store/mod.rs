@@ -9,6 +9,8 @@ use async_trait::async_trait;
 
 mod memory;
 pub use memory::MemoryStore;
+use std::future::Future;
+use std::pin::Pin;
 use std::sync::Arc;
 
 /// A store failure. The session layer answers 503 on any of these: it never
@@ -153,57 +155,140 @@ pub trait SessionStore: Send + Sync + 'static {
     async fn ping(&self) -> Result<(), StoreError>;
 }
 
-#[async_trait]
+/// The future every [`SessionStore`] method returns (`async_trait`'s form).
+type StoreFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
+
+/// A shared store is a store. The methods hand on the inner store's future
+/// as it is, rather than boxing a second one around it (as an `async fn`
+/// here would): the layer holds its store as `Arc<dyn SessionStore>`, and
+/// this impl is what its calls resolve to, once or twice per request.
 impl<S: SessionStore + ?Sized> SessionStore for Arc<S> {
-    async fn load(&self, key: &SessionKey) -> Result<Option<Record>, StoreError> {
-        (**self).load(key).await
+    fn load<'a, 'b, 'f>(
+        &'a self,
+        key: &'b SessionKey,
+    ) -> StoreFuture<'f, Result<Option<Record>, StoreError>>
+    where
+        'a: 'f,
+        'b: 'f,
+        Self: 'f,
+    {
+        (**self).load(key)
     }
-    async fn create(&self, key: &SessionKey, record: &Record) -> Result<(), CreateError> {
-        (**self).create(key, record).await
+    fn create<'a, 'b, 'c, 'f>(
+        &'a self,
+        key: &'b SessionKey,
+        record: &'c Record,
+    ) -> StoreFuture<'f, Result<(), CreateError>>
+    where
+        'a: 'f,
+        'b: 'f,
+        'c: 'f,
+        Self: 'f,
+    {
+        (**self).create(key, record)
     }
-    async fn apply(&self, key: &SessionKey, update: &Update) -> Result<ApplyOutcome, StoreError> {
-        (**self).apply(key, update).await
+    fn apply<'a, 'b, 'c, 'f>(
+        &'a self,
+        key: &'b SessionKey,
+        update: &'c Update,
+    ) -> StoreFuture<'f, Result<ApplyOutcome, StoreError>>
+    where
+        'a: 'f,
+        'b: 'f,
+        'c: 'f,
+        Self: 'f,
+    {
+        (**self).apply(key, update)
     }
-    async fn apply_and_load(
-        &self,
-        key: &SessionKey,
-        changes: &[Change],
+    fn apply_and_load<'a, 'b, 'c, 'f>(
+        &'a self,
+        key: &'b SessionKey,
+        changes: &'c [Change],
         now: UnixMillis,
-    ) -> Result<Option<Record>, StoreError> {
-        (**self).apply_and_load(key, changes, now).await
+    ) -> StoreFuture<'f, Result<Option<Record>, StoreError>>
+    where
+        'a: 'f,
+        'b: 'f,
+        'c: 'f,
+        Self: 'f,
+    {
+        (**self).apply_and_load(key, changes, now)
     }
-    async fn cycle(
-        &self,
-        old: &SessionKey,
-        new: &SessionKey,
-        update: &Update,
-    ) -> Result<ApplyOutcome, CreateError> {
-        (**self).cycle(old, new, update).await
+    fn cycle<'a, 'b, 'c, 'd, 'f>(
+        &'a self,
+        old: &'b SessionKey,
+        new: &'c SessionKey,
+        update: &'d Update,
+    ) -> StoreFuture<'f, Result<ApplyOutcome, CreateError>>
+    where
+        'a: 'f,
+        'b: 'f,
+        'c: 'f,
+        'd: 'f,
+        Self: 'f,
+    {
+        (**self).cycle(old, new, update)
     }
-    async fn delete(&self, key: &SessionKey) -> Result<(), StoreError> {
-        (**self).delete(key).await
+    fn delete<'a, 'b, 'f>(&'a self, key: &'b SessionKey) -> StoreFuture<'f, Result<(), StoreError>>
+    where
+        'a: 'f,
+        'b: 'f,
+        Self: 'f,
+    {
+        (**self).delete(key)
     }
-    async fn list_for_user(&self, user_id: &str) -> Result<Vec<SessionSummary>, StoreError> {
-        (**self).list_for_user(user_id).await
+    fn list_for_user<'a, 'b, 'f>(
+        &'a self,
+        user_id: &'b str,
+    ) -> StoreFuture<'f, Result<Vec<SessionSummary>, StoreError>>
+    where
+        'a: 'f,
+        'b: 'f,
+        Self: 'f,
+    {
+        (**self).list_for_user(user_id)
     }
-    async fn delete_for_user(
-        &self,
-        user_id: &str,
-        except: Option<&SessionKey>,
-    ) -> Result<u64, StoreError> {
-        (**self).delete_for_user(user_id, except).await
+    fn delete_for_user<'a, 'b, 'c, 'f>(
+        &'a self,
+        user_id: &'b str,
+        except: Option<&'c SessionKey>,
+    ) -> StoreFuture<'f, Result<u64, StoreError>>
+    where
+        'a: 'f,
+        'b: 'f,
+        'c: 'f,
+        Self: 'f,
+    {
+        (**self).delete_for_user(user_id, except)
     }
-    async fn sweep(&self, now: UnixMillis, limit: usize) -> Result<u64, StoreError> {
-        (**self).sweep(now, limit).await
-    }
-    async fn list_all(
-        &self,
-        after: Option<&SessionKey>,
+    fn sweep<'a, 'f>(
+        &'a self,
+        now: UnixMillis,
         limit: usize,
-    ) -> Result<Vec<SessionSummary>, StoreError> {
-        (**self).list_all(after, limit).await
+    ) -> StoreFuture<'f, Result<u64, StoreError>>
+    where
+        'a: 'f,
+        Self: 'f,
+    {
+        (**self).sweep(now, limit)
     }
-    async fn ping(&self) -> Result<(), StoreError> {
-        (**self).ping().await
+    fn list_all<'a, 'b, 'f>(
+        &'a self,
+        after: Option<&'b SessionKey>,
+        limit: usize,
+    ) -> StoreFuture<'f, Result<Vec<SessionSummary>, StoreError>>
+    where
+        'a: 'f,
+        'b: 'f,
+        Self: 'f,
+    {
+        (**self).list_all(after, limit)
+    }
+    fn ping<'a, 'f>(&'a self) -> StoreFuture<'f, Result<(), StoreError>>
+    where
+        'a: 'f,
+        Self: 'f,
+    {
+        (**self).ping()
     }
 }
