@@ -12,7 +12,8 @@
 //! visible ASCII (what `HeaderValue::to_str` accepts); one that is not is
 //! refused as ambiguous.
 
-use http::HeaderMap;
+use http::{HeaderMap, HeaderValue};
+use std::ops::Range;
 
 /// The longest cookie value keycard will look at (4 KB, the RFC 6265 minimum a
 /// browser stores); longer ones are treated as absent.
@@ -41,12 +42,59 @@ pub enum CookieLookup<'a> {
 /// assert_eq!(find_cookie(&headers, "__Host-k"), CookieLookup::Ambiguous);
 /// ```
 pub fn find_cookie<'a>(headers: &'a HeaderMap, name: &str) -> CookieLookup<'a> {
-    let mut found = CookieLookup::Absent;
+    match locate_cookie(headers, name) {
+        Located::Absent => CookieLookup::Absent,
+        Located::Ambiguous => CookieLookup::Ambiguous,
+        Located::One(header, range) => match text_of(header, range) {
+            Some(text) => CookieLookup::One(text),
+            None => CookieLookup::Ambiguous,
+        },
+    }
+}
+
+/// [`find_cookie`]'s answer, with the value as a part of its header (so the
+/// session layer can keep it for the request without copying it).
+pub(crate) enum Located<'a> {
+    Absent,
+    /// The header that holds the value, and where in it.
+    One(&'a HeaderValue, Range<usize>),
+    Ambiguous,
+}
+
+/// A cookie's value: a range of the `Cookie` header it came in, checked to
+/// be visible ASCII. Cloning it shares the header's bytes.
+#[derive(Clone, Debug)]
+pub(crate) struct CookieValue {
+    header: HeaderValue,
+    range: Range<usize>,
+}
+
+impl CookieValue {
+    pub(crate) fn new(header: &HeaderValue, range: Range<usize>) -> Self {
+        CookieValue {
+            header: header.clone(),
+            range,
+        }
+    }
+
+    /// The value as text. `None` never happens for a value [`locate_cookie`]
+    /// found (it checked the bytes); it is not unwrapped all the same.
+    pub(crate) fn as_str(&self) -> Option<&str> {
+        text_of(&self.header, self.range.clone())
+    }
+}
+
+fn text_of(header: &HeaderValue, range: Range<usize>) -> Option<&str> {
+    std::str::from_utf8(header.as_bytes().get(range)?).ok()
+}
+
+pub(crate) fn locate_cookie<'a>(headers: &'a HeaderMap, name: &str) -> Located<'a> {
+    let mut found = Located::Absent;
     for header in headers.get_all(http::header::COOKIE) {
         let bytes = header.as_bytes();
-        // The usual header is all visible ASCII: one check makes it text, and
-        // the value is then a slice of it.
-        let text = header.to_str().ok();
+        // The usual header is all visible ASCII: one check covers every value
+        // in it; otherwise the sought value is checked on its own.
+        let text = header.to_str().is_ok();
         let mut at = 0; // where the current pair starts
         loop {
             let rest = bytes.get(at..).unwrap_or_default();
@@ -57,19 +105,16 @@ pub fn find_cookie<'a>(headers: &'a HeaderMap, name: &str) -> CookieLookup<'a> {
             if let Some(eq) = memchr::memchr(b'=', pair) {
                 if &pair[..eq] == name.as_bytes() {
                     let value = &pair[eq + 1..];
-                    if !matches!(found, CookieLookup::Absent) || value.len() > MAX_COOKIE_VALUE {
-                        return CookieLookup::Ambiguous;
+                    if !matches!(found, Located::Absent) || value.len() > MAX_COOKIE_VALUE {
+                        return Located::Ambiguous;
                     }
                     let start = at + skip + eq + 1;
                     let end = start + value.len() - usize::from(value.last() == Some(&b' '));
-                    let value = match text {
-                        Some(text) => text.get(start..end),
-                        None => bytes.get(start..end).and_then(visible_ascii),
-                    };
-                    match value {
-                        Some(value) => found = CookieLookup::One(value),
-                        None => return CookieLookup::Ambiguous,
+                    let valid = text || bytes.get(start..end).and_then(visible_ascii).is_some();
+                    if !valid {
+                        return Located::Ambiguous;
                     }
+                    found = Located::One(header, start..end);
                 }
             }
             if len == rest.len() {

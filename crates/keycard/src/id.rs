@@ -123,11 +123,16 @@ impl SessionKey {
     /// counter, a deny-list entry): SHA-256 of a domain tag and the name, so it
     /// can never equal the key of a session ID.
     pub fn derive(purpose: &str, name: &str) -> Self {
+        Self::derive_bytes(purpose, name.as_bytes())
+    }
+
+    /// [`derive`](Self::derive) for a name held as bytes.
+    pub(crate) fn derive_bytes(purpose: &str, name: &[u8]) -> Self {
         let mut hasher = Sha256::new();
         hasher.update(b"keycard derived key\0");
         hasher.update(purpose.as_bytes());
         hasher.update([0]);
-        hasher.update(name.as_bytes());
+        hasher.update(name);
         SessionKey(hasher.finalize().into())
     }
 
@@ -153,16 +158,21 @@ impl SessionKey {
     /// assert_eq!(name, format!("app:s:{}", key.to_hex()));
     /// ```
     pub fn write_hex(&self, out: &mut String) {
+        // Always ASCII; pushed as one str rather than 64 chars (every store
+        // call names its key this way).
+        if let Ok(text) = std::str::from_utf8(&self.hex_bytes()) {
+            out.push_str(text);
+        }
+    }
+
+    /// [`to_hex`](Self::to_hex)'s characters, on the stack.
+    pub(crate) fn hex_bytes(&self) -> [u8; 64] {
         let mut hex = [0u8; 64];
         for (pair, byte) in hex.chunks_exact_mut(2).zip(self.0) {
             pair[0] = HEX[usize::from(byte >> 4)];
             pair[1] = HEX[usize::from(byte & 0xf)];
         }
-        // Always ASCII; pushed as one str rather than 64 chars (every store
-        // call names its key this way).
-        if let Ok(text) = std::str::from_utf8(&hex) {
-            out.push_str(text);
-        }
+        hex
     }
 
     /// Parses [`to_hex`](Self::to_hex) output.

@@ -2,7 +2,7 @@
 
 use crate::client::{Binding, ClientAddrResolver, RequestClient};
 use crate::codec::CookieCodec;
-use crate::cookie_header::{find_cookie, CookieLookup};
+use crate::cookie_header::{locate_cookie, CookieValue, Located};
 use crate::session::{Backend, Context, CookieAction, Presented};
 use crate::{Session, SessionConfig, SessionError, SessionStore};
 use http::header::{HeaderValue, CACHE_CONTROL, SET_COOKIE, VARY};
@@ -171,18 +171,20 @@ where
 
     fn call(&mut self, request: Request<ReqBody>) -> Self::Future {
         let (mut parts, body) = request.into_parts();
-        let layer = self.layer.clone();
+        let layer = &self.layer;
         let presented = presented(&layer.ctx.config, &parts.headers);
         let client = RequestClient::from_request(&layer.resolver, &parts);
         let session = Session::new(layer.ctx.clone(), presented, client);
         parts.extensions.insert(session.clone());
         let request = Request::from_parts(parts, body);
-        // The clone that was made ready is the one called (tower's guidance).
-        let clone = self.inner.clone();
-        let mut inner = std::mem::replace(&mut self.inner, clone);
+        // The inner service is called here, on the instance `poll_ready` made
+        // ready, and only its future is kept: no clone of the service per
+        // request.
+        let respond = self.inner.call(request);
+        let on_error = self.layer.on_error.clone();
         Box::pin(async move {
-            let response = inner.call(request).await?;
-            Ok(finish(&layer, &session, response).await)
+            let response = respond.await?;
+            Ok(finish(&on_error, &session, response).await)
         })
     }
 }
@@ -193,10 +195,10 @@ fn presented(config: &SessionConfig, headers: &http::HeaderMap) -> Presented {
             return Presented::Bearer(token);
         }
     }
-    match find_cookie(headers, &config.cookie.name) {
-        CookieLookup::Absent => Presented::Nothing,
-        CookieLookup::One(value) => Presented::Cookie(value.to_owned()),
-        CookieLookup::Ambiguous => Presented::Ambiguous,
+    match locate_cookie(headers, &config.cookie.name) {
+        Located::Absent => Presented::Nothing,
+        Located::One(header, range) => Presented::Cookie(CookieValue::new(header, range)),
+        Located::Ambiguous => Presented::Ambiguous,
     }
 }
 
@@ -231,7 +233,7 @@ pub fn bearer_token(headers: &http::HeaderMap) -> Option<String> {
 }
 
 async fn finish<ResBody: From<String>>(
-    layer: &SessionLayer,
+    on_error: &ErrorResponder,
     session: &Session,
     response: Response<ResBody>,
 ) -> Response<ResBody> {
@@ -240,11 +242,11 @@ async fn finish<ResBody: From<String>>(
         Err(error) => {
             let cause = error.cause();
             tracing::error!(target: "keycard", event = "session_commit_failed", %error, cause, "session could not be saved");
-            return (layer.on_error)(&error).map(ResBody::from);
+            return on_error(&error).map(ResBody::from);
         }
     };
     let mut response = response;
-    let config = &layer.ctx.config;
+    let config = session.config();
     let headers = response.headers_mut();
     let cookie = match &committed.cookie {
         CookieAction::Keep => None,

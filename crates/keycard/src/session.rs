@@ -2,6 +2,7 @@
 
 use crate::client::{Binding, RequestClient};
 use crate::codec::CookieCodec;
+use crate::cookie_header::CookieValue;
 use crate::{
     now_millis, reserved, ApplyOutcome, Change, ClientDetails, CreateError, Record, SessionConfig,
     SessionError, SessionId, SessionKey, SessionStore, StoreError, UnixMillis, Update,
@@ -40,11 +41,22 @@ pub(crate) enum Presented {
     /// Nothing (or nothing usable): an anonymous visitor.
     Nothing,
     /// The session cookie's value.
-    Cookie(String),
+    Cookie(CookieValue),
     /// More than one session cookie, or an oversized one: fail closed.
     Ambiguous,
     /// An `Authorization: Bearer` token.
     Bearer(String),
+}
+
+impl Presented {
+    /// The cookie's value or the token, as presented.
+    fn text(&self) -> Option<&str> {
+        match self {
+            Presented::Cookie(value) => value.as_str(),
+            Presented::Bearer(token) => Some(token),
+            Presented::Nothing | Presented::Ambiguous => None,
+        }
+    }
 }
 
 /// A server that binds sessions to addresses but passes none is misconfigured:
@@ -422,6 +434,7 @@ impl Session {
         else {
             return Ok(None);
         };
+        let value = value.as_str().unwrap_or_default();
         let mut state = self.inner.state.lock().await;
         if state.loaded {
             return Ok(None);
@@ -473,15 +486,14 @@ impl Session {
             }
             // API tokens live server-side whatever the backend: in cookie mode,
             // in the revocation store.
-            (Presented::Cookie(value), Backend::Store(store))
-            | (Presented::Bearer(value), Backend::Store(store))
+            (Presented::Cookie(_) | Presented::Bearer(_), Backend::Store(store))
             | (
-                Presented::Bearer(value),
+                Presented::Bearer(_),
                 Backend::Cookie {
                     revocations: store, ..
                 },
             ) => {
-                let Some(id) = SessionId::parse(value) else {
+                let Some(id) = self.inner.presented.text().and_then(SessionId::parse) else {
                     tracing::info!(target: "keycard::security", event = "malformed_session_id", "session ID in the wrong format; request treated as anonymous");
                     state.stale_cookie = true;
                     return Ok(());
@@ -490,6 +502,7 @@ impl Session {
                 return self.adopt_stored(state, id, found);
             }
             (Presented::Cookie(value), Backend::Cookie { codec, revocations }) => {
+                let value = value.as_str().unwrap_or_default();
                 let opened = match codec.open(&ctx.config.cookie.name, value) {
                     Ok(opened) => opened,
                     Err(reason) => {
@@ -901,7 +914,9 @@ pub(crate) async fn timed<T, E: From<StoreError>>(
 
 /// The deny-list entry that marks a client-side session as ended.
 pub(crate) fn revocation_key(id: &SessionId) -> SessionKey {
-    SessionKey::derive("revoked", &id.key().to_hex())
+    // The name is the key's hex text, as it has always been (stored
+    // revocations must still be found), without building a `String` for it.
+    SessionKey::derive_bytes("revoked", &id.key().hex_bytes())
 }
 
 /// The record holding a user's "not before" time: client-side sessions whose
@@ -999,5 +1014,28 @@ pub(crate) async fn set_not_before(
                 .map(|_| ())
         }
         Err(CreateError::Store(error)) => Err(error),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn revocation_keys_are_named_as_stored() {
+        // Revocations already in a store were filed under the derived key of
+        // the session key's hex text: the same ID must find them.
+        let id = SessionId::generate().unwrap();
+        assert_eq!(
+            revocation_key(&id),
+            SessionKey::derive("revoked", &id.key().to_hex())
+        );
+        // A fixed value (SHA-256 of the domain, purpose and name, computed
+        // apart), so a change of `derive` itself shows too.
+        let key = SessionKey::from_hex(&"ab".repeat(32)).unwrap();
+        assert_eq!(
+            SessionKey::derive_bytes("revoked", &key.hex_bytes()).to_hex(),
+            "640aacd33a4bf17d451de043c83ace3acad6b3788a1aa8226756b091f52a5e14"
+        );
     }
 }
