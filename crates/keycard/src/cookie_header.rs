@@ -62,8 +62,9 @@ pub(crate) enum Located<'a> {
 }
 
 /// A cookie's value: a range of the `Cookie` header it came in, checked to
-/// be visible ASCII. Cloning it shares the header's bytes.
-#[derive(Clone, Debug)]
+/// be visible ASCII. Cloning it shares the header's bytes (so a `Session`
+/// kept past the request keeps that header's buffer alive with it).
+#[derive(Clone)]
 pub(crate) struct CookieValue {
     header: HeaderValue,
     range: Range<usize>,
@@ -84,17 +85,25 @@ impl CookieValue {
     }
 }
 
+impl std::fmt::Debug for CookieValue {
+    // The header holds the request's other cookies too: none of it is shown.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("CookieValue(..)")
+    }
+}
+
 fn text_of(header: &HeaderValue, range: Range<usize>) -> Option<&str> {
     std::str::from_utf8(header.as_bytes().get(range)?).ok()
 }
 
+/// Finds `name` in every `Cookie` header, by [`find_cookie`]'s rules.
 pub(crate) fn locate_cookie<'a>(headers: &'a HeaderMap, name: &str) -> Located<'a> {
     let mut found = Located::Absent;
     for header in headers.get_all(http::header::COOKIE) {
         let bytes = header.as_bytes();
         // The usual header is all visible ASCII: one check covers every value
         // in it; otherwise the sought value is checked on its own.
-        let text = header.to_str().is_ok();
+        let all_visible = header.to_str().is_ok();
         let mut at = 0; // where the current pair starts
         loop {
             let rest = bytes.get(at..).unwrap_or_default();
@@ -110,7 +119,8 @@ pub(crate) fn locate_cookie<'a>(headers: &'a HeaderMap, name: &str) -> Located<'
                     }
                     let start = at + skip + eq + 1;
                     let end = start + value.len() - usize::from(value.last() == Some(&b' '));
-                    let valid = text || bytes.get(start..end).and_then(visible_ascii).is_some();
+                    let valid =
+                        all_visible || bytes.get(start..end).and_then(visible_ascii).is_some();
                     if !valid {
                         return Located::Ambiguous;
                     }

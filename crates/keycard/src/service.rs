@@ -156,7 +156,7 @@ pub struct SessionService<S> {
 
 impl<S, ReqBody, ResBody> Service<Request<ReqBody>> for SessionService<S>
 where
-    S: Service<Request<ReqBody>, Response = Response<ResBody>> + Clone + Send + 'static,
+    S: Service<Request<ReqBody>, Response = Response<ResBody>>,
     S::Future: Send + 'static,
     ReqBody: Send + 'static,
     ResBody: From<String> + Send + 'static,
@@ -181,7 +181,7 @@ where
         // ready, and only its future is kept: no clone of the service per
         // request.
         let respond = self.inner.call(request);
-        let on_error = self.layer.on_error.clone();
+        let on_error = layer.on_error.clone();
         Box::pin(async move {
             let response = respond.await?;
             Ok(finish(&on_error, &session, response).await)

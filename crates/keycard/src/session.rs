@@ -434,12 +434,11 @@ impl Session {
         else {
             return Ok(None);
         };
-        let value = value.as_str().unwrap_or_default();
         let mut state = self.inner.state.lock().await;
         if state.loaded {
             return Ok(None);
         }
-        let Some(id) = SessionId::parse(value) else {
+        let Some(id) = value.as_str().and_then(SessionId::parse) else {
             return Ok(None); // the ordinary load logs and handles it
         };
         state.loaded = true;
@@ -502,8 +501,13 @@ impl Session {
                 return self.adopt_stored(state, id, found);
             }
             (Presented::Cookie(value), Backend::Cookie { codec, revocations }) => {
-                let value = value.as_str().unwrap_or_default();
-                let opened = match codec.open(&ctx.config.cookie.name, value) {
+                // `None` cannot happen (the layer checked the bytes); it
+                // would be refused like any unreadable cookie.
+                let opened = match value
+                    .as_str()
+                    .ok_or(crate::CodecError::Malformed("cookie is not text"))
+                    .and_then(|value| codec.open(&ctx.config.cookie.name, value))
+                {
                     Ok(opened) => opened,
                     Err(reason) => {
                         tracing::warn!(target: "keycard::security", event = "tampered_cookie", %reason, "session cookie rejected");
@@ -1030,12 +1034,13 @@ mod tests {
             revocation_key(&id),
             SessionKey::derive("revoked", &id.key().to_hex())
         );
-        // A fixed value (SHA-256 of the domain, purpose and name, computed
-        // apart), so a change of `derive` itself shows too.
-        let key = SessionKey::from_hex(&"ab".repeat(32)).unwrap();
+        // A fixed ID and its revocation key (SHA-256 of the ID, then of the
+        // domain, purpose and that hash's hex; computed apart), so a change
+        // of the derivation itself shows too.
+        let id = SessionId::parse("AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8").unwrap();
         assert_eq!(
-            SessionKey::derive_bytes("revoked", &key.hex_bytes()).to_hex(),
-            "640aacd33a4bf17d451de043c83ace3acad6b3788a1aa8226756b091f52a5e14"
+            revocation_key(&id).to_hex(),
+            "3d7d61ef90a1cd78f82035e9e81ec756cecba6e467e7b3e47285a205f8d8e62d"
         );
     }
 }

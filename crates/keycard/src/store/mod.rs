@@ -162,6 +162,8 @@ type StoreFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
 /// as it is, rather than boxing a second one around it (as an `async fn`
 /// here would): the layer holds its store as `Arc<dyn SessionStore>`, and
 /// this impl is what its calls resolve to, once or twice per request.
+/// Every trait method is forwarded here, including those with a default (a
+/// default would run the trait's generic code instead of the inner store's).
 impl<S: SessionStore + ?Sized> SessionStore for Arc<S> {
     fn load<'a, 'b, 'f>(
         &'a self,
