@@ -248,9 +248,10 @@ async fn finish<ResBody: From<String>>(
     let mut response = response;
     let config = session.config();
     let headers = response.headers_mut();
-    let cookie = match &committed.cookie {
+    let cookie = match committed.cookie {
         CookieAction::Keep => None,
-        CookieAction::Set(value) => Some(config.cookie.set_cookie(value)),
+        CookieAction::Set(value) => Some(config.cookie.set_cookie(&value)),
+        CookieAction::SetHeader(header) => Some(header),
         CookieAction::Clear => Some(config.cookie.clear_cookie()),
     };
     if let Some(cookie) = cookie {

@@ -124,7 +124,11 @@ struct State {
 #[derive(Debug, PartialEq, Eq)]
 pub(crate) enum CookieAction {
     Keep,
+    /// Set the cookie to this value.
     Set(String),
+    /// Set the cookie: this is the whole `Set-Cookie` value, already built
+    /// (a sealed cookie's, built once to check its size).
+    SetHeader(String),
     Clear,
 }
 
@@ -697,8 +701,10 @@ impl Session {
         } else {
             now.saturating_add(config.idle_ms()).min(absolute_deadline)
         };
+        // The changes are the caller's to add: a sealed cookie's record has
+        // them applied already.
         Some(Update {
-            changes: state.changes.clone(),
+            changes: Vec::new(),
             user_id: state.user_change.clone(),
             client: state.client_change.clone(),
             last_seen: now,
@@ -768,13 +774,14 @@ impl Session {
                 Ok(CookieAction::Clear)
             }
             Some(id) => {
-                let Some(update) = self.pending_update(state, record, now) else {
+                let Some(mut update) = self.pending_update(state, record, now) else {
                     // A persistent cookie is renewed whenever the record is written.
                     return Ok(match config.cookie.max_age {
                         Some(_) if state.applied_early => CookieAction::Set(id.to_string()),
                         _ => action,
                     });
                 };
+                update.changes = state.changes.clone();
                 if state.cycle {
                     for _ in 0..3 {
                         let new_id = SessionId::generate()?;
@@ -834,10 +841,6 @@ impl Session {
             // Nothing changed and no touch is due: the cookie stands.
             return Ok(action);
         }
-        let mut record = current.clone();
-        if let Some(update) = update {
-            record.apply(&without_changes(update));
-        }
         let id = match &state.id {
             Some(id) if keeps_id => id.clone(),
             old => {
@@ -845,37 +848,52 @@ impl Session {
                     // The pre-rotation cookie must not be replayable.
                     revoke_cookie_session(config, revocations, old, state.record.as_ref()).await?;
                 }
-                if state.id.is_none() && state.restart_clocks {
-                    record.created_at = now;
-                }
                 SessionId::generate()?
             }
         };
-        let payload = crate::cookie_payload::encode(&id, &record);
-        let value = codec
-            .seal(&config.cookie.name, &payload)
-            .map_err(|e| match e {
-                crate::CodecError::TooLarge(size) => SessionError::CookieTooLarge { size },
-                other => SessionError::Seal(other),
-            })?;
-        let size = config.cookie.set_cookie(&value).len();
-        if size > 4096 {
-            tracing::error!(target: "keycard", event = "cookie_too_large", size, "sealed session cookie over 4096 bytes; not sent");
-            return Err(SessionError::CookieTooLarge { size });
+        // Lent out (not cloned) while it is sealed, and put back after.
+        let Some(mut record) = state.record.take() else {
+            return Ok(action);
+        };
+        if let Some(update) = update {
+            record.apply(&update);
         }
+        if state.id.is_none() && state.restart_clocks {
+            record.created_at = now;
+        }
+        let sealed = seal_cookie(config, codec, &id, &record);
+        state.record = Some(record);
+        let header = sealed?;
         state.id = Some(id);
-        Ok(CookieAction::Set(value))
+        Ok(CookieAction::SetHeader(header))
     }
 }
 
 /// The cookie path seals `state.record`, which already holds this request's
 /// changes (see `push_change`): applying them again would count an
 /// `Increment` twice. Only the deadlines and login details remain to apply.
-fn without_changes(update: Update) -> Update {
-    Update {
-        changes: Vec::new(),
-        ..update
+/// The `Set-Cookie` value carrying `record` sealed under `id`; refused if
+/// browsers would drop it (over 4096 bytes with its attributes).
+fn seal_cookie(
+    config: &SessionConfig,
+    codec: &dyn CookieCodec,
+    id: &SessionId,
+    record: &Record,
+) -> Result<String, SessionError> {
+    let payload = crate::cookie_payload::encode(id, record);
+    let value = codec
+        .seal(&config.cookie.name, &payload)
+        .map_err(|e| match e {
+            crate::CodecError::TooLarge(size) => SessionError::CookieTooLarge { size },
+            other => SessionError::Seal(other),
+        })?;
+    let header = config.cookie.set_cookie(&value);
+    if header.len() > 4096 {
+        let size = header.len();
+        tracing::error!(target: "keycard", event = "cookie_too_large", size, "sealed session cookie over 4096 bytes; not sent");
+        return Err(SessionError::CookieTooLarge { size });
     }
+    Ok(header)
 }
 
 fn check_key(key: &str) -> Result<(), SessionError> {

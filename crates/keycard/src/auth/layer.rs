@@ -259,6 +259,7 @@ where
             let headers = response.headers_mut();
             let cookie = match pending.remember {
                 Some(CookieAction::Set(value)) => Some(config.remember_cookie.set_cookie(&value)),
+                Some(CookieAction::SetHeader(header)) => Some(header),
                 Some(CookieAction::Clear) => Some(config.remember_cookie.clear_cookie()),
                 Some(CookieAction::Keep) | None => None,
             };
