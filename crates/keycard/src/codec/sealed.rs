@@ -134,13 +134,50 @@ impl SealedCodec {
         push_prefixed(&mut aad, name.as_bytes());
         aad
     }
+
+    /// Calls `f` with [`aad`](Self::aad)'s bytes, built on the stack when
+    /// they fit (always, for the usual purpose and cookie names): every
+    /// request that opens or seals a cookie builds one.
+    fn with_aad<R>(&self, key_id: u16, name: &str, f: impl FnOnce(&[u8]) -> R) -> R {
+        let version = [VERSION];
+        let id = key_id.to_be_bytes();
+        let purpose_len = prefix(self.purpose.as_bytes());
+        let name_len = prefix(name.as_bytes());
+        let parts: [&[u8]; 7] = [
+            DOMAIN,
+            &version,
+            &id,
+            &purpose_len,
+            self.purpose.as_bytes(),
+            &name_len,
+            name.as_bytes(),
+        ];
+        let total: usize = parts.iter().map(|part| part.len()).sum();
+        let mut stack = [0u8; 128];
+        match stack.get_mut(..total) {
+            Some(aad) => {
+                let mut rest = &mut aad[..];
+                for part in parts {
+                    let (head, tail) = rest.split_at_mut(part.len());
+                    head.copy_from_slice(part);
+                    rest = tail;
+                }
+                f(aad)
+            }
+            None => f(&self.aad(key_id, name)),
+        }
+    }
+}
+
+/// The 4-byte big-endian length [`push_prefixed`] writes before `bytes`.
+fn prefix(bytes: &[u8]) -> [u8; 4] {
+    u32::try_from(bytes.len()).unwrap_or(u32::MAX).to_be_bytes()
 }
 
 /// Appends `bytes` after its length as 4 big-endian bytes. Lengths over 4 GiB
 /// cannot occur: cookie names and purposes are short strings.
 pub(crate) fn push_prefixed(out: &mut Vec<u8>, bytes: &[u8]) {
-    let len = u32::try_from(bytes.len()).unwrap_or(u32::MAX);
-    out.extend_from_slice(&len.to_be_bytes());
+    out.extend_from_slice(&prefix(bytes));
     out.extend_from_slice(bytes);
 }
 
@@ -158,15 +195,20 @@ impl CookieCodec for SealedCodec {
             return Err(CodecError::UnknownKey);
         };
         let nonce = crate::random_bytes::<NONCE_LEN>().map_err(|_| CodecError::Random)?;
-        let aad = self.aad(*key_id, name);
         // One buffer, encrypted in place: header, then ciphertext, then tag.
         let mut out = Vec::with_capacity(sealed_len);
         out.push(VERSION);
         out.extend_from_slice(&key_id.to_be_bytes());
         out.extend_from_slice(&nonce);
         out.extend_from_slice(payload);
-        let tag = cipher
-            .encrypt_in_place_detached(Nonce::from_slice(&nonce), &aad, &mut out[HEADER_LEN..])
+        let tag = self
+            .with_aad(*key_id, name, |aad| {
+                cipher.encrypt_in_place_detached(
+                    Nonce::from_slice(&nonce),
+                    aad,
+                    &mut out[HEADER_LEN..],
+                )
+            })
             .map_err(|_| CodecError::TooLarge(payload.len()))?;
         out.extend_from_slice(&tag);
         Ok(URL_SAFE_NO_PAD.encode(out))
@@ -199,14 +241,14 @@ impl CookieCodec for SealedCodec {
             return Err(CodecError::UnknownKey);
         };
         let cipher = &self.keys[index].1;
-        let aad = self.aad(key_id, name);
         // Decrypted in place: the buffer becomes header, payload, tag.
         let tag_at = bytes.len() - TAG_LEN;
         let tag = Tag::clone_from_slice(&bytes[tag_at..]);
         let (header, ciphertext) = bytes[..tag_at].split_at_mut(HEADER_LEN);
-        cipher
-            .decrypt_in_place_detached(Nonce::from_slice(&header[3..]), &aad, ciphertext, &tag)
-            .map_err(|_| CodecError::BadSignature)?;
+        self.with_aad(key_id, name, |aad| {
+            cipher.decrypt_in_place_detached(Nonce::from_slice(&header[3..]), aad, ciphertext, &tag)
+        })
+        .map_err(|_| CodecError::BadSignature)?;
         bytes.truncate(tag_at);
         bytes.drain(..HEADER_LEN);
         Ok(Opened {
@@ -269,6 +311,32 @@ mod tests {
             .open("c", &URL_SAFE_NO_PAD.encode(&bytes))
             .unwrap_err();
         assert_eq!(err, CodecError::UnknownKey);
+    }
+
+    #[test]
+    fn aad_on_the_stack_is_the_same_bytes() {
+        let codec = SealedCodec::new(&ring(), "session");
+        let mut expected = b"keycard sealed v1\x01\x00\x02\x00\x00\x00\x07session".to_vec();
+        expected.extend_from_slice(b"\x00\x00\x00\x0e__Host-keycard");
+        assert_eq!(codec.aad(2, "__Host-keycard"), expected);
+        assert_eq!(
+            codec.with_aad(2, "__Host-keycard", <[u8]>::to_vec),
+            expected
+        );
+        // Too long for the stack buffer: the same bytes from the heap.
+        let long = "n".repeat(200);
+        assert_eq!(
+            codec.with_aad(2, &long, <[u8]>::to_vec),
+            codec.aad(2, &long)
+        );
+        // Exactly the buffer's 128 bytes (35 besides the name), and one past.
+        for len in [93, 94] {
+            let name = "n".repeat(len);
+            assert_eq!(
+                codec.with_aad(1, &name, <[u8]>::to_vec),
+                codec.aad(1, &name)
+            );
+        }
     }
 
     #[test]
