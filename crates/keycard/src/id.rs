@@ -110,8 +110,19 @@ impl fmt::Debug for SessionId {
 /// assert_eq!(SessionKey::from_hex(&key.to_hex()), Some(key));
 /// assert_ne!(key.handle(), key.to_hex());
 /// ```
-#[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+#[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 pub struct SessionKey([u8; 32]);
+
+/// Hashes the first 16 bytes only: a key is a SHA-256 output, so half of it is
+/// as evenly spread as all of it, and maps keyed by it (the memory store's)
+/// hash a key on every request. Equal keys still hash alike (equality
+/// compares all 32 bytes), and `HashMap`'s hasher stays keyed (SipHash), so
+/// an attacker still cannot aim keys at one bucket.
+impl std::hash::Hash for SessionKey {
+    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
+        state.write(&self.0[..16]);
+    }
+}
 
 impl SessionKey {
     /// Wraps 32 bytes (as read back from a store).

@@ -6,7 +6,7 @@ use crate::{
     StoreError, UnixMillis, Update,
 };
 use async_trait::async_trait;
-use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
+use std::collections::{hash_map, BTreeMap, HashMap, HashSet, VecDeque};
 use std::sync::{Mutex, MutexGuard};
 
 const SHARDS: usize = 16;
@@ -72,6 +72,17 @@ fn decode(entry: &Entry) -> Result<Record, StoreError> {
     Record::decode(&entry.bytes)
 }
 
+/// Files `key` under the second `expires` falls in; returns that second.
+fn file(
+    wheel: &mut BTreeMap<i64, VecDeque<SessionKey>>,
+    key: SessionKey,
+    expires: UnixMillis,
+) -> i64 {
+    let at = second(expires);
+    wheel.entry(at).or_default().push_back(key);
+    at
+}
+
 fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
     // A panic elsewhere while holding the lock leaves consistent maps (every
     // mutation below is a single insert/remove), so recover instead of failing.
@@ -89,33 +100,34 @@ struct Evicted {
 
 impl Shard {
     fn file(&mut self, key: SessionKey, expires: UnixMillis) -> i64 {
-        let at = second(expires);
-        self.wheel.entry(at).or_default().push_back(key);
-        at
+        file(&mut self.wheel, key, expires)
     }
 
     /// Stores `record` under `key`, replacing what is there.
     fn put(&mut self, key: SessionKey, record: &Record) {
         let bytes = record.encode().into_boxed_slice();
-        let due = second(record.expires_at());
-        let refile = match self.records.get_mut(&key) {
-            Some(entry) => {
+        let expires = record.expires_at();
+        // One lookup: the wheel is borrowed apart from the map.
+        let Shard { records, wheel, .. } = self;
+        let refiled = match records.entry(key) {
+            hash_map::Entry::Occupied(mut occupied) => {
+                let entry = occupied.get_mut();
                 entry.bytes = bytes;
                 // Later expiries wait in their old second; earlier ones must
                 // be filed now or they would outlive their deadline.
-                due < entry.filed
+                let refile = second(expires) < entry.filed;
+                if refile {
+                    entry.filed = file(wheel, key, expires);
+                }
+                refile
             }
-            None => {
-                let filed = self.file(key, record.expires_at());
-                self.records.insert(key, Entry { bytes, filed });
+            hash_map::Entry::Vacant(vacant) => {
+                let filed = file(wheel, key, expires);
+                vacant.insert(Entry { bytes, filed });
                 false
             }
         };
-        if refile {
-            let filed = self.file(key, record.expires_at());
-            if let Some(entry) = self.records.get_mut(&key) {
-                entry.filed = filed;
-            }
+        if refiled {
             self.add_stale();
         }
     }
@@ -482,6 +494,34 @@ mod tests {
             20_000
         );
         assert!(store.is_empty());
+    }
+
+    #[tokio::test]
+    async fn an_expiry_moved_earlier_is_swept_on_time() {
+        let store = MemoryStore::new();
+        let now = crate::now_millis();
+        let (early, late) = (fresh_key(), fresh_key());
+        for key in [&early, &late] {
+            store
+                .create(key, &Record::new(now, 3_600_000, 3_600_000))
+                .await
+                .unwrap();
+        }
+        // A write that brings one deadline forward (and one that moves the
+        // other later) files them anew where they now expire.
+        let record = store.load(&early).await.unwrap().unwrap();
+        let mut update = Update::keeping_deadlines(Vec::new(), &record);
+        update.idle_deadline = now + 1_000;
+        store.apply(&early, &update).await.unwrap();
+        update.idle_deadline = now + 7_200_000;
+        update.absolute_deadline = now + 7_200_000;
+        store.apply(&late, &update).await.unwrap();
+        // Two seconds on: the early one is swept (it is not still waiting in
+        // its old second, an hour away); the late one stays.
+        assert_eq!(store.sweep(now + 2_000, 100).await.unwrap(), 1);
+        assert!(store.load(&early).await.unwrap().is_none());
+        assert!(store.load(&late).await.unwrap().is_some());
+        assert_eq!(store.sweep(now + 3_700_000, 100).await.unwrap(), 0);
     }
 
     #[tokio::test]
