@@ -125,25 +125,41 @@ impl SealedCodec {
         &self.purpose
     }
 
+    /// The AAD as one `Vec`, as the tests compare it.
+    #[cfg(test)]
     fn aad(&self, key_id: u16, name: &str) -> Vec<u8> {
-        let mut aad = Vec::with_capacity(DOMAIN.len() + 11 + self.purpose.len() + name.len());
-        aad.extend_from_slice(DOMAIN);
-        aad.push(VERSION);
-        aad.extend_from_slice(&key_id.to_be_bytes());
-        push_prefixed(&mut aad, self.purpose.as_bytes());
-        push_prefixed(&mut aad, name.as_bytes());
-        aad
+        self.with_aad_parts(key_id, name, |parts| parts.concat())
     }
 
-    /// Calls `f` with [`aad`](Self::aad)'s bytes, built on the stack when
+    /// Calls `f` with the AAD's bytes, built on the stack when
     /// they fit (always, for the usual purpose and cookie names): every
     /// request that opens or seals a cookie builds one.
     fn with_aad<R>(&self, key_id: u16, name: &str, f: impl FnOnce(&[u8]) -> R) -> R {
+        self.with_aad_parts(key_id, name, |parts| {
+            let total: usize = parts.iter().map(|part| part.len()).sum();
+            let mut stack = [0u8; 128];
+            match stack.get_mut(..total) {
+                Some(aad) => {
+                    let mut rest = &mut aad[..];
+                    for part in parts {
+                        let (head, tail) = rest.split_at_mut(part.len());
+                        head.copy_from_slice(part);
+                        rest = tail;
+                    }
+                    f(aad)
+                }
+                None => f(&parts.concat()),
+            }
+        })
+    }
+
+    /// The AAD's pieces, in order (the format in the module docs).
+    fn with_aad_parts<R>(&self, key_id: u16, name: &str, f: impl FnOnce([&[u8]; 7]) -> R) -> R {
         let version = [VERSION];
         let id = key_id.to_be_bytes();
         let purpose_len = prefix(self.purpose.as_bytes());
         let name_len = prefix(name.as_bytes());
-        let parts: [&[u8]; 7] = [
+        f([
             DOMAIN,
             &version,
             &id,
@@ -151,21 +167,7 @@ impl SealedCodec {
             self.purpose.as_bytes(),
             &name_len,
             name.as_bytes(),
-        ];
-        let total: usize = parts.iter().map(|part| part.len()).sum();
-        let mut stack = [0u8; 128];
-        match stack.get_mut(..total) {
-            Some(aad) => {
-                let mut rest = &mut aad[..];
-                for part in parts {
-                    let (head, tail) = rest.split_at_mut(part.len());
-                    head.copy_from_slice(part);
-                    rest = tail;
-                }
-                f(aad)
-            }
-            None => f(&self.aad(key_id, name)),
-        }
+        ])
     }
 }
 

@@ -99,10 +99,6 @@ struct Evicted {
 }
 
 impl Shard {
-    fn file(&mut self, key: SessionKey, expires: UnixMillis) -> i64 {
-        file(&mut self.wheel, key, expires)
-    }
-
     /// Stores `record` under `key`, replacing what is there.
     fn put(&mut self, key: SessionKey, record: &Record) {
         let bytes = record.encode().into_boxed_slice();
@@ -144,9 +140,7 @@ impl Shard {
     fn rebuild_wheel(&mut self) {
         self.wheel.clear();
         for (key, entry) in &mut self.records {
-            let at = second(expires_at(entry));
-            self.wheel.entry(at).or_default().push_back(*key);
-            entry.filed = at;
+            entry.filed = file(&mut self.wheel, *key, expires_at(entry));
         }
         self.stale = 0;
     }
@@ -204,7 +198,7 @@ impl Shard {
                 }
                 not_yet.push_back(key);
             } else {
-                let filed = self.file(key, expires);
+                let filed = file(&mut self.wheel, key, expires);
                 if let Some(entry) = self.records.get_mut(&key) {
                     entry.filed = filed;
                 }
