@@ -32,7 +32,8 @@ pub struct CsrfConfig {
     pub form_field: String,
     /// The header holding the token. Default: `X-CSRF-Token`.
     pub header: String,
-    /// The largest form body read to find the token: larger ones get 413.
+    /// The most body read to find the token: a larger urlencoded form, or a
+    /// multipart form whose token field starts later, gets 413.
     /// Default: 64 KiB.
     pub max_body: usize,
 }
@@ -99,8 +100,13 @@ impl CsrfConfig {
 /// could have forged: first by `Sec-Fetch-Site` (`cross-site` is refused),
 /// else by `Origin` (exactly the request's own origin or a trusted one;
 /// `null` refused), else by `Referer`; then it requires the session's masked
-/// synchronizer token in the `csrf_token` form field or the `X-CSRF-Token`
-/// header (never the query string). Requests authenticated by a bearer token
+/// synchronizer token in the `X-CSRF-Token` header or the `csrf_token` form
+/// field (never the query string). Form fields are read from
+/// `application/x-www-form-urlencoded` bodies (whole, up to
+/// [`max_body`](CsrfConfig::max_body)) and from `multipart/form-data` upload
+/// forms, whose body is read only up to the end of the token field (which
+/// must start within `max_body` bytes: put it first) and then handed on
+/// unchanged, the upload streaming through. Requests authenticated by a bearer token
 /// carry no ambient credentials and are exempt.
 ///
 /// A refusal is a 403 before the handler runs (plain text, or
@@ -240,16 +246,34 @@ fn referer_origin(url: &str) -> Option<&str> {
     Some(&url[..scheme_end + 3 + end])
 }
 
-fn is_form(headers: &HeaderMap) -> bool {
-    headers
+/// How a request body may carry the token field.
+enum FormBody {
+    /// `application/x-www-form-urlencoded`: read whole (up to `max_body`).
+    Urlencoded,
+    /// `multipart/form-data` with its boundary: read only up to the token.
+    Multipart(String),
+    /// Anything else: the token can only come in the header.
+    Other,
+}
+
+fn form_body(headers: &HeaderMap) -> FormBody {
+    let Some(content_type) = headers
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
-        .is_some_and(|v| {
-            v.split(';').next().is_some_and(|t| {
-                t.trim()
-                    .eq_ignore_ascii_case("application/x-www-form-urlencoded")
-            })
-        })
+    else {
+        return FormBody::Other;
+    };
+    let essence = content_type.split(';').next().unwrap_or("").trim();
+    if essence.eq_ignore_ascii_case("application/x-www-form-urlencoded") {
+        FormBody::Urlencoded
+    } else if essence.eq_ignore_ascii_case("multipart/form-data") {
+        match multer::parse_boundary(content_type) {
+            Ok(boundary) => FormBody::Multipart(boundary),
+            Err(_) => FormBody::Other,
+        }
+    } else {
+        FormBody::Other
+    }
 }
 
 /// Whether the client speaks JSON (it sent JSON, or accepts it): it gets its
@@ -323,9 +347,9 @@ where
                 .get(config.header.as_str())
                 .and_then(|v| v.to_str().ok())
                 .map(str::to_owned);
-            let (token, body) = match header_token {
-                Some(token) => (Some(token), body),
-                None if is_form(&parts.headers) => {
+            let (token, body) = match (header_token, form_body(&parts.headers)) {
+                (Some(token), _) => (Some(token), body),
+                (None, FormBody::Urlencoded) => {
                     let bytes = match axum::body::to_bytes(body, config.max_body).await {
                         Ok(bytes) => bytes,
                         Err(_) => {
@@ -339,7 +363,16 @@ where
                         .map(|(_, value)| value.into_owned());
                     (token, Body::from(bytes))
                 }
-                None => (None, body),
+                (None, FormBody::Multipart(boundary)) => {
+                    match super::multipart::find_token(body, boundary, &config).await {
+                        Ok(found) => found,
+                        Err(refusal) => {
+                            session.abandon().await;
+                            return Ok(refusal.into_response());
+                        }
+                    }
+                }
+                (None, FormBody::Other) => (None, body),
             };
             let Some(token) = token else {
                 session.abandon().await;

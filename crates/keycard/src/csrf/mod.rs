@@ -4,6 +4,8 @@
 
 #[cfg(feature = "axum")]
 mod layer;
+#[cfg(feature = "axum")]
+mod multipart;
 mod token;
 
 #[cfg(feature = "axum")]
