@@ -472,6 +472,116 @@ async fn secrets_in_urls_oversized_headers_and_bodies_are_refused() {
     assert_eq!(browser.send(request).await.status(), 413);
 }
 
+/// A form sent as `multipart/form-data` (`curl -F`, some HTTP clients), with
+/// the token as a field like any other.
+fn multipart(fields: &[(&str, &str)], file: Option<(&str, &[u8])>) -> (String, Vec<u8>) {
+    let boundary = "keycardContractBoundary";
+    let mut body = Vec::new();
+    for (name, value) in fields {
+        body.extend_from_slice(
+            format!("--{boundary}\r\nContent-Disposition: form-data; name=\"{name}\"\r\n\r\n{value}\r\n").as_bytes(),
+        );
+    }
+    if let Some((name, bytes)) = file {
+        body.extend_from_slice(
+            format!("--{boundary}\r\nContent-Disposition: form-data; name=\"{name}\"; filename=\"f.bin\"\r\n\r\n").as_bytes(),
+        );
+        body.extend_from_slice(bytes);
+        body.extend_from_slice(b"\r\n");
+    }
+    body.extend_from_slice(format!("--{boundary}--\r\n").as_bytes());
+    (format!("multipart/form-data; boundary={boundary}"), body)
+}
+
+#[tokio::test]
+async fn forms_may_come_as_multipart_too() {
+    let demo = Demo::start(&[]);
+    let mut browser = Browser::new(&demo.https);
+    let name = unique("multi");
+    let send = async |browser: &mut Browser,
+                      path: &str,
+                      fields: &[(&str, &str)],
+                      file: Option<(&str, &[u8])>| {
+        let token = browser.csrf().await;
+        let mut fields = fields.to_vec();
+        fields.insert(0, ("csrf_token", &token));
+        let (content_type, body) = multipart(&fields, file);
+        let request = browser
+            .client
+            .post(format!("{}{path}", browser.base))
+            .header("content-type", content_type)
+            .body(body);
+        browser.send(request).await
+    };
+    let response = send(
+        &mut browser,
+        "/register",
+        &[("username", &name), ("password", "correct horse battery")],
+        None,
+    )
+    .await;
+    assert_eq!(response.status(), 303);
+    assert_eq!(browser.signed_in_as().await.as_deref(), Some(name.as_str()));
+    let response = send(
+        &mut browser,
+        "/preferences",
+        &[("theme", "dark"), ("font_size", "large")],
+        None,
+    )
+    .await;
+    assert_eq!(response.status(), 303);
+    let prefs: serde_json::Value = browser.get("/api/preferences").await.json().await.unwrap();
+    assert_eq!(
+        (prefs["theme"].as_str(), prefs["font_size"].as_str()),
+        (Some("dark"), Some("large"))
+    );
+    // These forms take no files, a repeated field is ambiguous, a bad value is
+    // a bad value whatever the encoding, and the 64 KB body limit holds.
+    let response = send(
+        &mut browser,
+        "/preferences",
+        &[("theme", "light")],
+        Some(("upload", b"x")),
+    )
+    .await;
+    assert_eq!(response.status(), 400);
+    let response = send(
+        &mut browser,
+        "/preferences",
+        &[("theme", "light"), ("theme", "dark")],
+        None,
+    )
+    .await;
+    assert_eq!(response.status(), 400);
+    let response = send(&mut browser, "/preferences", &[("theme", "purple")], None).await;
+    assert_eq!(response.status(), 400);
+    let pad = "x".repeat(70 * 1024);
+    let response = send(
+        &mut browser,
+        "/preferences",
+        &[("theme", "light"), ("pad", &pad)],
+        None,
+    )
+    .await;
+    assert_eq!(response.status(), 413);
+    let prefs: serde_json::Value = browser.get("/api/preferences").await.json().await.unwrap();
+    assert_eq!(
+        prefs["theme"].as_str(),
+        Some("dark"),
+        "no refused form changed anything"
+    );
+    // Without the token field, multipart is refused by CSRF like any form.
+    let (content_type, body) = multipart(&[("theme", "light")], None);
+    let request = browser
+        .client
+        .post(format!("{}/preferences", demo.https))
+        .header("content-type", content_type)
+        .body(body);
+    let response = browser.send(request).await;
+    assert_eq!(response.status(), 403);
+    assert!(response.headers().get("set-cookie").is_none());
+}
+
 #[tokio::test]
 async fn bearer_tokens_for_api_clients() {
     let demo = Demo::start(&[]);
@@ -516,6 +626,28 @@ async fn bearer_tokens_for_api_clients() {
             .await
             .unwrap();
         assert_eq!(refused.status(), 403, "{path}");
+    }
+    // Nor log in or register, with its own or a made-up token: those forms
+    // skip CSRF for it, so they set no cookie (not even remember-me).
+    for bearer in [bearer.as_str(), "made-up"] {
+        for (path, user) in [("/login", name.clone()), ("/register", unique("bearer"))] {
+            let refused = api
+                .post(format!("{}{path}", demo.https))
+                .bearer_auth(bearer)
+                .form(&[
+                    ("username", user.as_str()),
+                    ("password", "correct horse battery"),
+                    ("remember", "on"),
+                ])
+                .send()
+                .await
+                .unwrap();
+            assert_eq!(refused.status(), 403, "{path} {bearer}");
+            assert!(
+                refused.headers().get("set-cookie").is_none(),
+                "{path} {bearer}"
+            );
+        }
     }
     let revoke = api
         .delete(format!("{}/api/tokens/current", demo.https))

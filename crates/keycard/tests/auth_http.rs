@@ -416,6 +416,43 @@ async fn a_changed_auth_hash_ends_the_session_even_without_keycard_being_told() 
 }
 
 #[tokio::test]
+async fn a_request_with_an_api_token_cannot_log_in_or_reauthenticate() {
+    let (base, _store, _) = start(Options::default()).await;
+    let mut browser = Browser::new(&base);
+    browser.login("alice", "correct horse").await;
+    let token = browser.api_token().await;
+    // Such requests skip CSRF (no ambient credentials), so a login from one
+    // would be a login form without CSRF protection, and would set cookies.
+    for bearer in [token.as_str(), "made-up"] {
+        for path in ["/login", "/reauth-as"] {
+            let response = reqwest::Client::new()
+                .post(format!("{base}{path}"))
+                .bearer_auth(bearer)
+                .form(&[
+                    ("username", "alice"),
+                    ("password", "correct horse"),
+                    ("remember", "on"),
+                ])
+                .send()
+                .await
+                .unwrap();
+            assert_eq!(response.status(), 403, "{path} {bearer}");
+            assert!(
+                response.headers().get("set-cookie").is_none(),
+                "{path} {bearer}"
+            );
+        }
+    }
+    let me = reqwest::Client::new()
+        .get(format!("{base}/public"))
+        .bearer_auth(&token)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(me.text().await.unwrap(), "alice", "the token still works");
+}
+
+#[tokio::test]
 async fn reauthentication_never_switches_accounts() {
     let (base, _store, _) = start(Options::default()).await;
     let mut browser = Browser::new(&base);

@@ -16,7 +16,10 @@ use serde_json::{Map, Value};
 type A = Auth<Users>;
 
 /// Submitted form fields, each name at most once (a form repeating one is
-/// refused: which copy counts differs from one parser to the next).
+/// refused: which copy counts differs from one parser to the next). Read from
+/// `application/x-www-form-urlencoded` (what an HTML form sends) or
+/// `multipart/form-data` text fields (what `curl -F` and some clients send;
+/// these forms take no files).
 pub struct Fields(Vec<(String, String)>);
 
 impl Fields {
@@ -35,20 +38,72 @@ impl<S: Send + Sync> axum::extract::FromRequest<S> for Fields {
         request: axum::extract::Request,
         state: &S,
     ) -> std::result::Result<Self, Response> {
-        match Form::<Vec<(String, String)>>::from_request(request, state).await {
-            // A field sent twice is ambiguous (parameter pollution): refused.
-            // A set, so a 64 KB body of tiny fields costs linear time.
-            Ok(Form(fields)) if !all_distinct(&fields) => {
-                Err((StatusCode::BAD_REQUEST, "Bad form: a field was sent twice.").into_response())
+        let fields = if is_multipart(request.headers()) {
+            multipart_fields(request, state).await?
+        } else {
+            match Form::<Vec<(String, String)>>::from_request(request, state).await {
+                Ok(Form(fields)) => fields,
+                Err(rejection) => return Err((
+                    rejection.status(),
+                    "Bad form: send application/x-www-form-urlencoded or multipart/form-data fields.",
+                )
+                    .into_response()),
             }
-            Ok(Form(fields)) => Ok(Fields(fields)),
-            Err(rejection) => Err((
-                rejection.status(),
-                "Bad form: send application/x-www-form-urlencoded fields.",
-            )
-                .into_response()),
+        };
+        // A field sent twice is ambiguous (parameter pollution): refused.
+        // A set, so a 64 KB body of tiny fields costs linear time.
+        if !all_distinct(&fields) {
+            return Err(
+                (StatusCode::BAD_REQUEST, "Bad form: a field was sent twice.").into_response(),
+            );
         }
+        Ok(Fields(fields))
     }
+}
+
+fn is_multipart(headers: &axum::http::HeaderMap) -> bool {
+    headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.split(';').next())
+        .is_some_and(|essence| essence.trim().eq_ignore_ascii_case("multipart/form-data"))
+}
+
+/// The text fields of a multipart form, within the app's body limit.
+async fn multipart_fields<S: Send + Sync>(
+    request: axum::extract::Request,
+    state: &S,
+) -> std::result::Result<Vec<(String, String)>, Response> {
+    use axum::extract::{FromRequest, Multipart};
+    let bad = |status: StatusCode| {
+        let message = if status == StatusCode::PAYLOAD_TOO_LARGE {
+            "Request body too large."
+        } else {
+            "Bad form: malformed multipart/form-data body."
+        };
+        (status, message).into_response()
+    };
+    let mut multipart = Multipart::from_request(request, state)
+        .await
+        .map_err(|rejection| bad(rejection.status()))?;
+    let mut fields = Vec::new();
+    while let Some(field) = multipart
+        .next_field()
+        .await
+        .map_err(|error| bad(error.status()))?
+    {
+        if field.file_name().is_some() {
+            return Err((
+                StatusCode::BAD_REQUEST,
+                "Bad form: this form takes no files.",
+            )
+                .into_response());
+        }
+        let name = field.name().unwrap_or_default().to_owned();
+        let value = field.text().await.map_err(|error| bad(error.status()))?;
+        fields.push((name, value));
+    }
+    Ok(fields)
 }
 
 fn all_distinct(fields: &[(String, String)]) -> bool {
@@ -196,6 +251,9 @@ fn too_many(throttled: Throttled) -> Response {
 const INVALID_LOGIN: &str = "Invalid username or password.";
 
 pub async fn login(State(state): State<AppState>, auth: A, fields: Fields) -> Result<Response> {
+    if let Some(refused) = browser_only(&auth) {
+        return Ok(refused);
+    }
     let username = fields.get("username").unwrap_or("").trim().to_owned();
     let password = fields.get("password").unwrap_or("").to_owned();
     let next = fields
@@ -273,6 +331,9 @@ fn valid_username(name: &str) -> bool {
 }
 
 pub async fn register(State(state): State<AppState>, auth: A, fields: Fields) -> Result<Response> {
+    if let Some(refused) = browser_only(&auth) {
+        return Ok(refused);
+    }
     let username = fields.get("username").unwrap_or("").trim();
     let password = fields.get("password").unwrap_or("");
     let error = if !valid_username(username) {
@@ -503,10 +564,11 @@ pub async fn revoke(
     Ok(see_other("/sessions?m=revoked"))
 }
 
-/// The account forms (revoking sessions, re-authentication, the password)
-/// are for browser sessions: a request with an API token skips the CSRF
-/// check, and a stolen token must not end the user's browser sessions or
-/// guess at their password.
+/// The login, registration and account forms (revoking sessions,
+/// re-authentication, the password) are for browser sessions: a request with
+/// an API token skips the CSRF check, so it must not log anyone in (nor set
+/// a remember-me cookie), and a stolen token must not end the user's browser
+/// sessions or guess at their password.
 fn browser_only(auth: &A) -> Option<Response> {
     auth.session().is_bearer().then(|| {
         (

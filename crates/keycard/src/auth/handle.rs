@@ -27,6 +27,12 @@ pub enum AuthError {
     /// (a re-authentication form must not switch accounts).
     #[error("re-authentication as another user than the logged-in one")]
     OtherUser,
+    /// A request presenting an API token (`Authorization: Bearer`) tried to
+    /// log in or re-authenticate. Such requests skip the CSRF check (they
+    /// carry no ambient credentials) and never hold a login of their own, so
+    /// a login from one is refused rather than half done.
+    #[error("a request with an API token cannot log in or re-authenticate")]
+    BearerRequest,
 }
 
 impl From<crate::StoreError> for AuthError {
@@ -48,6 +54,14 @@ impl axum::response::IntoResponse for AuthError {
                 (
                     http::StatusCode::FORBIDDEN,
                     "Re-authenticate as the logged-in user.",
+                )
+                    .into_response()
+            }
+            AuthError::BearerRequest => {
+                tracing::warn!(target: "keycard::security", event = "bearer_login_refused", "login or re-authentication with an API token refused");
+                (
+                    http::StatusCode::FORBIDDEN,
+                    "Log in from a browser form, not with an API token.",
                 )
                     .into_response()
             }
@@ -206,7 +220,13 @@ impl<B: AuthBackend> Auth<B> {
     /// Logs `user` in: a new session ID (the pre-login one dies: fixation),
     /// the user, a fresh login time, the client for binding, both timeouts
     /// restarted, a new CSRF secret; with `remember`, a remember-me cookie.
+    ///
+    /// A request presenting an API token gets [`AuthError::BearerRequest`]
+    /// and nothing changes.
     pub async fn login(&self, user: &B::User, remember: bool) -> Result<(), AuthError> {
+        if self.inner.session.is_bearer() {
+            return Err(AuthError::BearerRequest);
+        }
         self.login_as(user, true, "password").await?;
         if remember {
             let value = remember::issue(
@@ -245,8 +265,12 @@ impl<B: AuthBackend> Auth<B> {
     ///
     /// `user` must be the logged-in user ([`AuthError::NotLoggedIn`] when
     /// nobody is, [`AuthError::OtherUser`] for someone else: to change
-    /// accounts, [`login`](Self::login)).
+    /// accounts, [`login`](Self::login)); a request presenting an API token
+    /// gets [`AuthError::BearerRequest`] (a token is never made fresh).
     pub async fn reauthenticate(&self, user: &B::User) -> Result<(), AuthError> {
+        if self.inner.session.is_bearer() {
+            return Err(AuthError::BearerRequest);
+        }
         if self.current_user_id().await? != user.id() {
             return Err(AuthError::OtherUser);
         }

@@ -133,9 +133,12 @@ async fn login(State(state): State<TestState>, auth: A, Form(form): Form<LoginFo
     match auth.authenticate(credentials).await.unwrap() {
         Some(user) => {
             state.throttle.success(&form.username).await.unwrap();
-            auth.login(&user, form.remember.as_deref() == Some("on"))
+            if let Err(error) = auth
+                .login(&user, form.remember.as_deref() == Some("on"))
                 .await
-                .unwrap();
+            {
+                return error.into_response();
+            }
             let next = form.next.as_deref().and_then(safe_next).unwrap_or("/");
             (StatusCode::SEE_OTHER, [("location", next.to_owned())]).into_response()
         }
