@@ -17,6 +17,8 @@ use std::task::{Context, Poll};
 pub(super) enum BodyRefusal {
     /// More than `max_body` bytes came before the token field (413).
     TokenTooFar(usize),
+    /// The body went over a limit set outside this layer (413).
+    TooLarge,
     /// Not a well-formed `multipart/form-data` body (400).
     Malformed,
     /// The client's body failed while it was read (400).
@@ -33,6 +35,9 @@ impl IntoResponse for BodyRefusal {
                 ),
             )
                 .into_response(),
+            BodyRefusal::TooLarge => {
+                (StatusCode::PAYLOAD_TOO_LARGE, "Request body too large.").into_response()
+            }
             BodyRefusal::Malformed => (
                 StatusCode::BAD_REQUEST,
                 "Bad request: malformed multipart/form-data body.",
@@ -59,6 +64,7 @@ pub(super) async fn find_token(
         bytes: 0,
         limit: config.max_body,
         over_limit: false,
+        outer_limit: false,
     };
     let result = {
         let stream = Recording {
@@ -71,6 +77,7 @@ pub(super) async fn find_token(
     };
     let token = match result {
         Ok(Some(token)) => Some(token),
+        Ok(None) | Err(_) if read.outer_limit => return Err(BodyRefusal::TooLarge),
         Ok(None) | Err(_) if read.over_limit => {
             return Err(BodyRefusal::TokenTooFar(config.max_body))
         }
@@ -106,6 +113,8 @@ struct ReadSoFar {
     bytes: usize,
     limit: usize,
     over_limit: bool,
+    /// The body itself refused to go on: a limit outside this layer.
+    outer_limit: bool,
 }
 
 /// The body's data as a stream for the multipart parser, every chunk also
@@ -137,7 +146,14 @@ impl Stream for Recording<'_> {
             let frame = match Pin::new(&mut *this.body).poll_frame(cx) {
                 Poll::Pending => return Poll::Pending,
                 Poll::Ready(None) => return Poll::Ready(None),
-                Poll::Ready(Some(Err(_))) => return Poll::Ready(Some(Err(StopReading))),
+                Poll::Ready(Some(Err(error))) => {
+                    // A body limit outside (tower-http's, say) is a 413 like ours.
+                    if is_length_limit(&error) {
+                        this.read.outer_limit = true;
+                        return Poll::Ready(None);
+                    }
+                    return Poll::Ready(Some(Err(StopReading)));
+                }
                 Poll::Ready(Some(Ok(frame))) => frame,
             };
             // Trailers carry no form data.
@@ -149,6 +165,18 @@ impl Stream for Recording<'_> {
             return Poll::Ready(Some(Ok(data)));
         }
     }
+}
+
+/// Whether a body error is, somewhere in its chain, a length limit's.
+fn is_length_limit(error: &(dyn std::error::Error + 'static)) -> bool {
+    let mut cause = Some(error);
+    while let Some(error) = cause {
+        if error.is::<http_body_util::LengthLimitError>() {
+            return true;
+        }
+        cause = error.source();
+    }
+    false
 }
 
 #[cfg(test)]
@@ -270,6 +298,19 @@ mod tests {
                 other => panic!("{text:?}: {other:?}"),
             }
         }
+    }
+
+    #[tokio::test]
+    async fn a_body_over_an_outer_limit_is_413_not_400() {
+        let text = [
+            part("file", Some("a.bin"), &"u".repeat(5000)),
+            part("csrf_token", None, "tok"),
+            end(),
+        ]
+        .concat();
+        let limited = http_body_util::Limited::new(chunked(&text, 512), 2048);
+        let result = find_token(Body::new(limited), BOUNDARY.into(), &CsrfConfig::default()).await;
+        assert_eq!(result.err(), Some(BodyRefusal::TooLarge));
     }
 
     #[tokio::test]
