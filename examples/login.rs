@@ -160,7 +160,8 @@ async fn main() -> std::io::Result<()> {
         .route("/private", get(private))
         // Inner to outer: CSRF checks need the session, auth needs the session.
         .layer(Extension(LoginThrottle::new(store.clone())))
-        .layer(CsrfLayer::new(CsrfConfig::default().allow_plain_http()))
+        // On routed paths only: an unknown path is a 404, not a CSRF 403.
+        .route_layer(CsrfLayer::new(CsrfConfig::default().allow_plain_http()))
         .layer(AuthLayer::new(users))
         .layer(SessionLayer::from_arc(store));
     let listener = tokio::net::TcpListener::bind("127.0.0.1:3000").await?;

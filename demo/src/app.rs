@@ -73,7 +73,11 @@ pub fn router(state: AppState, sessions: SessionLayer) -> Router {
         .fallback(routes::pages::not_found)
         .with_state(state)
         .layer(DefaultBodyLimit::max(64 * 1024))
-        .layer(CsrfLayer::default())
+        // On routed paths only: an unsafe request for a path with no route is
+        // a 404 (as with Django and Rails), not a CSRF refusal; nothing runs
+        // for it either way. A wrong method on a routed path is checked
+        // first (403 without a token, as with Django), then 405.
+        .route_layer(CsrfLayer::default())
         .layer(auth)
         .layer(sessions)
         .layer(axum::middleware::map_response(security_headers))

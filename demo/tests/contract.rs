@@ -424,6 +424,40 @@ async fn csrf_failures_are_403_change_nothing_and_set_no_cookie() {
 }
 
 #[tokio::test]
+async fn unknown_paths_are_404_even_without_a_token() {
+    let demo = Demo::start(&[]);
+    let mut browser = Browser::new(&demo.https);
+    let send = async |browser: &mut Browser, method: reqwest::Method, path: &str| {
+        let request = browser
+            .client
+            .request(method, format!("{}{path}", browser.base));
+        browser.send(request).await
+    };
+    for (method, path, status) in [
+        (reqwest::Method::POST, "/nope", 404),
+        (reqwest::Method::DELETE, "/no/such/page", 404),
+        (reqwest::Method::GET, "/nope", 404),
+        (reqwest::Method::PATCH, "/api/nope", 404),
+        (reqwest::Method::GET, "/logout", 405),
+    ] {
+        let response = send(&mut browser, method.clone(), path).await;
+        assert_eq!(response.status(), status, "{method} {path}");
+        assert!(
+            response.headers().get("set-cookie").is_none(),
+            "{method} {path}"
+        );
+    }
+    // A routed path still needs the token, whatever the method.
+    for (method, path) in [
+        (reqwest::Method::POST, "/logout"),
+        (reqwest::Method::PUT, "/login"),
+    ] {
+        let response = send(&mut browser, method.clone(), path).await;
+        assert_eq!(response.status(), 403, "{method} {path}");
+    }
+}
+
+#[tokio::test]
 async fn secrets_in_urls_oversized_headers_and_bodies_are_refused() {
     let demo = Demo::start(&[]);
     let mut browser = Browser::new(&demo.https);

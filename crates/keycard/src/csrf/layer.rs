@@ -112,12 +112,17 @@ impl CsrfConfig {
 /// A refusal is a 403 before the handler runs (plain text, or
 /// `{"error": "csrf_failed", "reason": ...}` for a client that sent or accepts
 /// JSON); the session is left exactly as it was and no cookie is set. Install
-/// it inside the [`SessionLayer`](crate::SessionLayer).
+/// it inside the [`SessionLayer`](crate::SessionLayer), with
+/// `Router::route_layer` after the routes so that an unsafe request for a
+/// path with no route is a 404, not a CSRF refusal (with `Router::layer` it
+/// runs before routing).
 ///
 /// ```no_run
+/// use axum::routing::post;
 /// use keycard::{csrf::CsrfLayer, MemoryStore, SessionLayer};
 /// let app: axum::Router = axum::Router::new()
-///     .layer(CsrfLayer::default())
+///     .route("/logout", post(|| async { "bye" }))
+///     .route_layer(CsrfLayer::default())
 ///     .layer(SessionLayer::new(MemoryStore::new()));
 /// ```
 #[derive(Clone, Default)]
