@@ -105,17 +105,19 @@ impl CsrfConfig {
 /// `application/x-www-form-urlencoded` bodies (whole, up to
 /// [`max_body`](CsrfConfig::max_body)) and from `multipart/form-data` upload
 /// forms, whose body is read only up to the end of the token field (which
-/// must start within `max_body` bytes: put it first) and then handed on
-/// unchanged, the upload streaming through. Requests authenticated by a bearer token
+/// must come within the first `max_body` bytes: put it first) and then
+/// handed on unchanged (trailers aside), the upload streaming through. Requests authenticated by a bearer token
 /// carry no ambient credentials and are exempt.
 ///
 /// A refusal is a 403 before the handler runs (plain text, or
 /// `{"error": "csrf_failed", "reason": ...}` for a client that sent or accepts
 /// JSON); the session is left exactly as it was and no cookie is set. Install
-/// it inside the [`SessionLayer`](crate::SessionLayer), with
-/// `Router::route_layer` after the routes so that an unsafe request for a
-/// path with no route is a 404, not a CSRF refusal (with `Router::layer` it
-/// runs before routing).
+/// it inside the [`SessionLayer`](crate::SessionLayer). With
+/// `Router::route_layer` (after the routes) an unsafe request for a path with
+/// no route is a 404, not a CSRF refusal, but the layer then covers only the
+/// routes added before the call: not the fallback, nor routes merged or added
+/// later, so a fallback must not change state. `Router::layer` covers the
+/// fallback too.
 ///
 /// ```no_run
 /// use axum::routing::post;

@@ -15,8 +15,9 @@ use std::task::{Context, Poll};
 /// Why a multipart body could not be searched for the token.
 #[derive(Debug, PartialEq, Eq)]
 pub(super) enum BodyRefusal {
-    /// More than `max_body` bytes came before the token field (413).
-    TokenTooFar(usize),
+    /// The token field (named here) was not over within the first
+    /// `max_body` bytes (given here) (413).
+    TokenTooFar(String, usize),
     /// The body went over a limit set outside this layer (413).
     TooLarge,
     /// Not a well-formed `multipart/form-data` body (400).
@@ -28,10 +29,10 @@ pub(super) enum BodyRefusal {
 impl IntoResponse for BodyRefusal {
     fn into_response(self) -> Response {
         match self {
-            BodyRefusal::TokenTooFar(limit) => (
+            BodyRefusal::TokenTooFar(field, limit) => (
                 StatusCode::PAYLOAD_TOO_LARGE,
                 format!(
-                    "Request body too large before its csrf_token field: put the field first in the form (it must start within the first {limit} bytes)."
+                    "Request body too large before its {field} field: put the field first in the form (it must come within the first {limit} bytes)."
                 ),
             )
                 .into_response(),
@@ -52,8 +53,8 @@ impl IntoResponse for BodyRefusal {
 
 /// Reads `body` until the first non-file part named `config.form_field` has
 /// been read whole, or the body ends; refuses once `config.max_body` bytes
-/// came without it. Returns that part's value (if any) and
-/// a body that yields every byte of the original, in order.
+/// came without it. Returns that part's value (if any) and a body that
+/// yields every byte of the original, in order (without its trailers).
 pub(super) async fn find_token(
     mut body: Body,
     boundary: String,
@@ -65,6 +66,7 @@ pub(super) async fn find_token(
         limit: config.max_body,
         over_limit: false,
         outer_limit: false,
+        ended: false,
     };
     let result = {
         let stream = Recording {
@@ -76,16 +78,24 @@ pub(super) async fn find_token(
         // `multipart` (and with it the borrow of `body`) ends here.
     };
     let token = match result {
+        // Whatever was found: the body the handler would get is cut short.
+        _ if read.outer_limit => return Err(BodyRefusal::TooLarge),
         Ok(Some(token)) => Some(token),
-        Ok(None) | Err(_) if read.outer_limit => return Err(BodyRefusal::TooLarge),
         Ok(None) | Err(_) if read.over_limit => {
-            return Err(BodyRefusal::TokenTooFar(config.max_body))
+            return Err(BodyRefusal::TokenTooFar(
+                config.form_field.clone(),
+                config.max_body,
+            ))
         }
         Ok(None) => None,
         Err(multer::Error::StreamReadFailed(_)) => return Err(BodyRefusal::Unreadable),
         Err(_) => return Err(BodyRefusal::Malformed),
     };
     let seen = futures_util::stream::iter(read.chunks.into_iter().map(Ok::<_, axum::Error>));
+    // A body that has ended is not polled again: not every body allows it.
+    if read.ended {
+        return Ok((token, Body::from_stream(seen)));
+    }
     let rest = body.into_data_stream();
     Ok((
         token,
@@ -115,6 +125,8 @@ struct ReadSoFar {
     over_limit: bool,
     /// The body itself refused to go on: a limit outside this layer.
     outer_limit: bool,
+    /// The body has ended (it must not be polled again).
+    ended: bool,
 }
 
 /// The body's data as a stream for the multipart parser, every chunk also
@@ -138,14 +150,25 @@ impl Stream for Recording<'_> {
         // The parser reads ahead whatever is ready; past `limit` bytes it is
         // told the body ended, so the buffered prefix stays under `limit`
         // plus one network chunk. A token inside that prefix is still found.
+        if this.read.ended {
+            return Poll::Ready(None);
+        }
         if this.read.bytes >= this.read.limit {
-            this.read.over_limit = true;
+            // A body known to be over is not "too large before the token".
+            if this.body.is_end_stream() {
+                this.read.ended = true;
+            } else {
+                this.read.over_limit = true;
+            }
             return Poll::Ready(None);
         }
         loop {
             let frame = match Pin::new(&mut *this.body).poll_frame(cx) {
                 Poll::Pending => return Poll::Pending,
-                Poll::Ready(None) => return Poll::Ready(None),
+                Poll::Ready(None) => {
+                    this.read.ended = true;
+                    return Poll::Ready(None);
+                }
                 Poll::Ready(Some(Err(error))) => {
                     // A body limit outside (tower-http's, say) is a 413 like ours.
                     if is_length_limit(&error) {
@@ -257,7 +280,7 @@ mod tests {
         .concat();
         assert_eq!(
             run(&text, 512, 1024).await.unwrap_err(),
-            BodyRefusal::TokenTooFar(1024)
+            BodyRefusal::TokenTooFar("csrf_token".into(), 1024)
         );
         // Within the limit, it is found after the file.
         let (token, _) = run(&text, 512, 1 << 16).await.unwrap();
@@ -311,6 +334,60 @@ mod tests {
         let limited = http_body_util::Limited::new(chunked(&text, 512), 2048);
         let result = find_token(Body::new(limited), BOUNDARY.into(), &CsrfConfig::default()).await;
         assert_eq!(result.err(), Some(BodyRefusal::TooLarge));
+    }
+
+    #[tokio::test]
+    async fn an_outer_limit_cutting_the_body_after_the_token_is_still_413() {
+        // The token comes first and is found; the limit cuts the body later:
+        // the handler must not get the shortened body as if it were whole.
+        let text = [
+            part("csrf_token", None, "tok"),
+            part("file", Some("a.bin"), &"u".repeat(5000)),
+            end(),
+        ]
+        .concat();
+        let limited = http_body_util::Limited::new(chunked(&text, 4096), 4096 + 100);
+        let config = CsrfConfig::default().with_max_body(1 << 16);
+        let result = find_token(Body::new(limited), BOUNDARY.into(), &config).await;
+        assert_eq!(result.err(), Some(BodyRefusal::TooLarge));
+    }
+
+    #[tokio::test]
+    async fn a_body_that_ended_is_never_polled_again() {
+        // A stream that panics if polled after its end, as `unfold` does.
+        let text = [part("a", None, "1"), part("csrf_token", None, "tok"), end()].concat();
+        let chunks: Vec<Bytes> = text
+            .as_bytes()
+            .chunks(16)
+            .map(Bytes::copy_from_slice)
+            .collect();
+        let stream = futures_util::stream::unfold(chunks.into_iter(), |mut rest| async move {
+            rest.next().map(|chunk| (Ok::<_, axum::Error>(chunk), rest))
+        });
+        let (token, body) = find_token(
+            Body::from_stream(stream),
+            BOUNDARY.into(),
+            &CsrfConfig::default(),
+        )
+        .await
+        .unwrap();
+        assert_eq!(token.as_deref(), Some("tok"));
+        let bytes = axum::body::to_bytes(body, usize::MAX).await.unwrap();
+        assert_eq!(bytes, text.as_bytes());
+    }
+
+    #[tokio::test]
+    async fn a_whole_body_over_max_body_without_a_token_is_no_token_not_413() {
+        let text = [part("file", Some("a.bin"), &"u".repeat(5000)), end()].concat();
+        let config = CsrfConfig::default().with_max_body(1024);
+        let (token, body) = find_token(Body::from(text.clone()), BOUNDARY.into(), &config)
+            .await
+            .unwrap();
+        assert_eq!(token, None);
+        assert_eq!(
+            axum::body::to_bytes(body, usize::MAX).await.unwrap(),
+            text.as_bytes()
+        );
     }
 
     #[tokio::test]
