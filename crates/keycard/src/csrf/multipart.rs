@@ -205,6 +205,7 @@ fn is_length_limit(error: &(dyn std::error::Error + 'static)) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use proptest::prelude::*;
 
     const BOUNDARY: &str = "XyZ";
 
@@ -401,5 +402,31 @@ mod tests {
         let body = Body::from_stream(futures_util::stream::iter(chunks));
         let result = find_token(body, BOUNDARY.into(), &CsrfConfig::default()).await;
         assert_eq!(result.err(), Some(BodyRefusal::Unreadable));
+    }
+
+    proptest! {
+        // Whatever the bytes, their chunking and the limit: no panic, and a
+        // body handed on is the body that came, byte for byte.
+        #[test]
+        fn never_panics_and_never_changes_the_body(
+            pieces in proptest::collection::vec(
+                proptest::sample::select(vec![
+                    "--XyZ\r\n", "--XyZ--\r\n", "\r\n", "\r\n\r\n", "--XyZ",
+                    "Content-Disposition: form-data; name=\"csrf_token\"",
+                    "Content-Disposition: form-data; name=\"f\"; filename=\"a\"",
+                    "Content-Type: text/plain", "tok", "\u{e9}", "\0", "; name=", "\"",
+                ]),
+                0..40,
+            ),
+            chunk in 1usize..64,
+            limit in 0usize..400,
+        ) {
+            let text = pieces.concat();
+            let runtime = tokio::runtime::Builder::new_current_thread().build().unwrap();
+            let result = runtime.block_on(run(&text, chunk, limit));
+            if let Ok((_, body)) = result {
+                prop_assert_eq!(body, text);
+            }
+        }
     }
 }
