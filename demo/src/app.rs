@@ -108,10 +108,13 @@ async fn stylesheet() -> Response {
 }
 
 /// Headers every page gets: no framing, no sniffing, no foreign resources, no
-/// scripts at all (the demo needs none), and no full URLs leaking in Referer.
+/// scripts at all (the demo needs none), no full URLs leaking in Referer, and
+/// no caching unless a handler says otherwise (the stylesheet): every other
+/// response may depend on who asks, the health check and errors included.
 async fn security_headers(mut response: Response) -> Response {
     let headers = response.headers_mut();
     for (name, value) in [
+        ("cache-control", "no-store"),
         ("content-security-policy", "default-src 'none'; style-src 'self' 'unsafe-inline'; img-src 'self' data:; form-action 'self'; frame-ancestors 'none'; base-uri 'none'"),
         ("x-content-type-options", "nosniff"),
         ("x-frame-options", "DENY"),

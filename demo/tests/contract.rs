@@ -446,6 +446,11 @@ async fn unknown_paths_are_404_even_without_a_token() {
             response.headers().get("set-cookie").is_none(),
             "{method} {path}"
         );
+        assert_eq!(
+            response.headers()["cache-control"],
+            "no-store",
+            "{method} {path}"
+        );
     }
     // A routed path still needs the token, whatever the method.
     for (method, path) in [
@@ -934,6 +939,7 @@ async fn healthz_answers() {
     let demo = Demo::start(&["--store", "memory"]);
     let response = Browser::new(&demo.https).get("/healthz").await;
     assert_eq!(response.status(), 200);
+    assert_eq!(response.headers()["cache-control"], "no-store");
 }
 
 #[test]
