@@ -293,7 +293,15 @@ pub(crate) fn remove_set_cookie(headers: &mut http::HeaderMap, name: &str) {
 }
 
 fn append_vary_cookie(headers: &mut http::HeaderMap) {
-    let already = headers.get_all(VARY).iter().any(|v| {
+    // One lookup: most responses have no `Vary` yet.
+    let mut entry = match headers.entry(VARY) {
+        http::header::Entry::Vacant(vacant) => {
+            vacant.insert(HeaderValue::from_static("Cookie"));
+            return;
+        }
+        http::header::Entry::Occupied(occupied) => occupied,
+    };
+    let already = entry.iter().any(|v| {
         v.to_str()
             .map(|s| {
                 s.split(',')
@@ -302,6 +310,39 @@ fn append_vary_cookie(headers: &mut http::HeaderMap) {
             .unwrap_or(false)
     });
     if !already {
-        headers.append(VARY, HeaderValue::from_static("Cookie"));
+        entry.append(HeaderValue::from_static("Cookie"));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn vary_after(existing: &[&'static str]) -> Vec<String> {
+        let mut headers = http::HeaderMap::new();
+        for value in existing {
+            headers.append(VARY, HeaderValue::from_static(value));
+        }
+        append_vary_cookie(&mut headers);
+        headers
+            .get_all(VARY)
+            .iter()
+            .map(|v| v.to_str().unwrap().to_owned())
+            .collect()
+    }
+
+    #[test]
+    fn vary_cookie_is_added_once_beside_what_the_handler_set() {
+        assert_eq!(vary_after(&[]), ["Cookie"]);
+        assert_eq!(
+            vary_after(&["Accept-Encoding"]),
+            ["Accept-Encoding", "Cookie"]
+        );
+        assert_eq!(
+            vary_after(&["accept-encoding, cookie"]),
+            ["accept-encoding, cookie"]
+        );
+        assert_eq!(vary_after(&["Origin", " COOKIE "]), ["Origin", " COOKIE "]);
+        assert_eq!(vary_after(&["*"]), ["*"]);
     }
 }
