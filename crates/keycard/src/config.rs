@@ -263,13 +263,20 @@ impl SessionConfig {
     /// Never panics: a fraction outside 0..=1 is clamped, NaN counts as the
     /// default 1/4, and an interval too long to represent is the idle timeout.
     pub fn touch_interval(&self) -> Duration {
-        let fraction = if self.touch_fraction.is_nan() {
+        Duration::try_from_secs_f64(
+            self.idle_timeout.as_secs_f64() * self.effective_touch_fraction(),
+        )
+        .unwrap_or(self.idle_timeout)
+    }
+
+    /// `touch_fraction` as used: NaN counts as the default 0.25, the rest
+    /// is clamped to 0..=1.
+    fn effective_touch_fraction(&self) -> f64 {
+        if self.touch_fraction.is_nan() {
             0.25
         } else {
             self.touch_fraction.clamp(0.0, 1.0)
-        };
-        Duration::try_from_secs_f64(self.idle_timeout.as_secs_f64() * fraction)
-            .unwrap_or(self.idle_timeout)
+        }
     }
 
     pub(crate) fn idle_ms(&self) -> i64 {
@@ -280,8 +287,11 @@ impl SessionConfig {
         i64::try_from(self.absolute_timeout.as_millis()).unwrap_or(i64::MAX)
     }
 
+    /// [`touch_interval`](Self::touch_interval) in whole milliseconds, worked
+    /// out in milliseconds (every request asks; no `Duration` round trip).
     pub(crate) fn touch_ms(&self) -> i64 {
-        i64::try_from(self.touch_interval().as_millis()).unwrap_or(i64::MAX)
+        // `as` saturates: an idle timeout of i64::MAX ms stays i64::MAX.
+        (self.idle_ms() as f64 * self.effective_touch_fraction()) as i64
     }
 }
 
@@ -342,5 +352,49 @@ mod tests {
             ..SessionConfig::default()
         };
         assert_eq!(negative.touch_interval(), Duration::ZERO);
+    }
+
+    #[test]
+    fn touch_ms_is_touch_interval_in_milliseconds() {
+        let idles = [
+            0,
+            1,
+            999,
+            1_000,
+            90_000,
+            1_800_000,
+            86_400_000,
+            u64::from(u32::MAX),
+        ];
+        let fractions = [
+            f64::NAN,
+            -1.0,
+            0.0,
+            0.1,
+            0.25,
+            1.0 / 3.0,
+            0.5,
+            0.999,
+            1.0,
+            7.0,
+        ];
+        for idle in idles {
+            for fraction in fractions {
+                let config = SessionConfig {
+                    touch_fraction: fraction,
+                    ..SessionConfig::default().with_idle_timeout(Duration::from_millis(idle))
+                };
+                let expected = i64::try_from(config.touch_interval().as_millis()).unwrap();
+                let got = config.touch_ms();
+                // Two float routes to the same figure may round 1 ms apart.
+                assert!(
+                    (got - expected).abs() <= 1,
+                    "{idle} ms x {fraction}: {got} vs {expected}"
+                );
+            }
+        }
+        // No overflow at the extreme: still millions of years.
+        let huge = SessionConfig::default().with_idle_timeout(Duration::MAX);
+        assert!(huge.touch_ms() > 1 << 60);
     }
 }

@@ -83,6 +83,15 @@ impl CookieValue {
     pub(crate) fn as_str(&self) -> Option<&str> {
         text_of(&self.header, self.range.clone())
     }
+
+    /// The value's bytes (visible ASCII: [`locate_cookie`] checked them), for
+    /// parsers that need no `&str` and so no UTF-8 check.
+    pub(crate) fn as_bytes(&self) -> &[u8] {
+        self.header
+            .as_bytes()
+            .get(self.range.clone())
+            .unwrap_or_default()
+    }
 }
 
 impl std::fmt::Debug for CookieValue {

@@ -61,12 +61,18 @@ impl SessionId {
     /// Parses the encoded form; anything but exactly 43 base64url characters
     /// decoding to 32 bytes is `None`. Never panics, whatever the input.
     pub fn parse(text: &str) -> Option<Self> {
+        Self::parse_bytes(text.as_bytes())
+    }
+
+    /// [`parse`](Self::parse) of the text's bytes (a cookie value straight
+    /// from its header: no UTF-8 check needed).
+    pub(crate) fn parse_bytes(text: &[u8]) -> Option<Self> {
         if text.len() != ID_ENCODED_LEN {
             return None;
         }
         let mut bytes = [0u8; ID_BYTES];
         // decode_slice rejects non-canonical trailing bits, so each ID has one spelling.
-        match URL_SAFE_NO_PAD.decode_slice(text.as_bytes(), &mut bytes) {
+        match URL_SAFE_NO_PAD.decode_slice(text, &mut bytes) {
             Ok(ID_BYTES) => Some(SessionId(bytes)),
             _ => None,
         }

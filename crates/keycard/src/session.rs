@@ -50,10 +50,10 @@ pub(crate) enum Presented {
 
 impl Presented {
     /// The cookie's value or the token, as presented.
-    fn text(&self) -> Option<&str> {
+    fn bytes(&self) -> Option<&[u8]> {
         match self {
-            Presented::Cookie(value) => value.as_str(),
-            Presented::Bearer(token) => Some(token),
+            Presented::Cookie(value) => Some(value.as_bytes()),
+            Presented::Bearer(token) => Some(token.as_bytes()),
             Presented::Nothing | Presented::Ambiguous => None,
         }
     }
@@ -442,7 +442,7 @@ impl Session {
         if state.loaded {
             return Ok(None);
         }
-        let Some(id) = value.as_str().and_then(SessionId::parse) else {
+        let Some(id) = SessionId::parse_bytes(value.as_bytes()) else {
             return Ok(None); // the ordinary load logs and handles it
         };
         state.loaded = true;
@@ -496,7 +496,12 @@ impl Session {
                     revocations: store, ..
                 },
             ) => {
-                let Some(id) = self.inner.presented.text().and_then(SessionId::parse) else {
+                let Some(id) = self
+                    .inner
+                    .presented
+                    .bytes()
+                    .and_then(SessionId::parse_bytes)
+                else {
                     tracing::info!(target: "keycard::security", event = "malformed_session_id", "session ID in the wrong format; request treated as anonymous");
                     state.stale_cookie = true;
                     return Ok(());
