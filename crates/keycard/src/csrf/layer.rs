@@ -33,7 +33,7 @@ pub struct CsrfConfig {
     /// The header holding the token. Default: `X-CSRF-Token`.
     pub header: String,
     /// The most body read to find the token: a larger urlencoded form, or a
-    /// multipart form whose token field starts later, gets 413.
+    /// multipart form whose token field does not come within it, gets 413.
     /// Default: 64 KiB.
     pub max_body: usize,
 }
@@ -106,8 +106,9 @@ impl CsrfConfig {
 /// [`max_body`](CsrfConfig::max_body)) and from `multipart/form-data` upload
 /// forms, whose body is read only up to the end of the token field (which
 /// must come within the first `max_body` bytes: put it first) and then
-/// handed on unchanged (trailers aside), the upload streaming through. Requests authenticated by a bearer token
-/// carry no ambient credentials and are exempt.
+/// handed on unchanged (trailers aside), the upload streaming through.
+/// Requests authenticated by a bearer token carry no ambient credentials and
+/// are exempt.
 ///
 /// A refusal is a 403 before the handler runs (plain text, or
 /// `{"error": "csrf_failed", "reason": ...}` for a client that sent or accepts
