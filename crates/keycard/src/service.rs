@@ -36,7 +36,9 @@ type ErrorResponder = Arc<dyn Fn(&SessionError) -> Response<String> + Send + Syn
 #[derive(Clone)]
 pub struct SessionLayer {
     ctx: Arc<Context>,
-    resolver: ClientAddrResolver,
+    // Behind an `Arc`: axum clones the service (and so the layer) for every
+    // request, and the trusted-proxy list is a `Vec`.
+    resolver: Arc<ClientAddrResolver>,
     on_error: ErrorResponder,
 }
 
@@ -68,7 +70,7 @@ impl SessionLayer {
                 backend,
                 binding: Binding::default(),
             }),
-            resolver: ClientAddrResolver::default(),
+            resolver: Arc::default(),
             on_error: Arc::new(default_error_response),
         }
     }
@@ -97,7 +99,7 @@ impl SessionLayer {
     /// Sets how the client address is found (trusted proxies).
     #[must_use]
     pub fn with_client_resolver(mut self, resolver: ClientAddrResolver) -> Self {
-        self.resolver = resolver;
+        self.resolver = Arc::new(resolver);
         self
     }
 

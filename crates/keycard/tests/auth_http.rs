@@ -996,3 +996,47 @@ async fn permissions_are_checked_on_top_of_login() {
     root.login("root", "root password").await;
     assert_eq!(root.text("/admin").await, "admin area");
 }
+
+/// The auth layer calls the service it wraps directly (no clone per request),
+/// so that service need not be `Clone` at all.
+#[tokio::test]
+async fn the_auth_layer_wraps_a_service_that_cannot_be_cloned() {
+    use axum::body::Body;
+    use http::{Request, Response, StatusCode};
+    use tower::{Layer, Service, ServiceExt};
+
+    struct NotClone(u32);
+    impl Service<Request<Body>> for NotClone {
+        type Response = Response<Body>;
+        type Error = std::convert::Infallible;
+        type Future = std::future::Ready<Result<Response<Body>, Self::Error>>;
+        fn poll_ready(
+            &mut self,
+            _: &mut std::task::Context<'_>,
+        ) -> std::task::Poll<Result<(), Self::Error>> {
+            std::task::Poll::Ready(Ok(()))
+        }
+        fn call(&mut self, _: Request<Body>) -> Self::Future {
+            self.0 += 1;
+            std::future::ready(Ok(Response::new(Body::from(self.0.to_string()))))
+        }
+    }
+
+    let users = Users::with(&[("alice", "correct horse", &[])]);
+    let auth = keycard::auth::AuthLayer::new(users).layer(NotClone(0));
+    let mut app = keycard::SessionLayer::new(MemoryStore::new()).layer(auth);
+    for expected in ["1", "2"] {
+        let response = app
+            .ready()
+            .await
+            .unwrap()
+            .call(Request::new(Body::empty()))
+            .await
+            .unwrap();
+        assert_eq!(response.status(), StatusCode::OK);
+        let body = axum::body::to_bytes(response.into_body(), 64)
+            .await
+            .unwrap();
+        assert_eq!(body, expected, "one instance served both requests");
+    }
+}

@@ -216,7 +216,7 @@ pub struct AuthService<S, B> {
 
 impl<S, B, ReqBody, ResBody> Service<Request<ReqBody>> for AuthService<S, B>
 where
-    S: Service<Request<ReqBody>, Response = Response<ResBody>> + Clone + Send + 'static,
+    S: Service<Request<ReqBody>, Response = Response<ResBody>> + Send + 'static,
     S::Future: Send + 'static,
     B: AuthBackend,
     ReqBody: Send + 'static,
@@ -251,10 +251,11 @@ where
             remember,
         );
         request.extensions_mut().insert(auth.clone());
-        let clone = self.inner.clone();
-        let mut inner = std::mem::replace(&mut self.inner, clone);
+        // The instance `poll_ready` readied is called now and only its future
+        // kept: no clone of the inner service per request.
+        let respond = self.inner.call(request);
         Box::pin(async move {
-            let mut response = inner.call(request).await?;
+            let mut response = respond.await?;
             let pending = auth.take_pending();
             let headers = response.headers_mut();
             let cookie = match pending.remember {

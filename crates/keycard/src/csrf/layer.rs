@@ -326,24 +326,31 @@ where
     }
 
     fn call(&mut self, request: Request<Body>) -> Self::Future {
+        let exempt = is_safe(request.method())
+            || request
+                .extensions()
+                .get::<Session>()
+                .is_some_and(Session::is_bearer);
+        if exempt {
+            // Nothing to check first: the instance `poll_ready` readied is
+            // called now, and no clone of the inner service is made.
+            return Box::pin(self.inner.call(request));
+        }
+        let Some(session) = request.extensions().get::<Session>().cloned() else {
+            tracing::error!(target: "keycard", "CsrfLayer needs SessionLayer outside it");
+            let response = (
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "Internal error: session layer missing.",
+            )
+                .into_response();
+            return Box::pin(async move { Ok(response) });
+        };
+        // The check awaits (the session, the body) before the inner service
+        // is called: it gets the ready instance, and a clone stays here.
         let clone = self.inner.clone();
         let mut inner = std::mem::replace(&mut self.inner, clone);
         let config = self.config.clone();
         Box::pin(async move {
-            if is_safe(request.method()) {
-                return inner.call(request).await;
-            }
-            let Some(session) = request.extensions().get::<Session>().cloned() else {
-                tracing::error!(target: "keycard", "CsrfLayer needs SessionLayer outside it");
-                return Ok((
-                    StatusCode::INTERNAL_SERVER_ERROR,
-                    "Internal error: session layer missing.",
-                )
-                    .into_response());
-            };
-            if session.is_bearer() {
-                return inner.call(request).await;
-            }
             let host = request_host(request.headers(), request.uri());
             if let Err(reason) = check_origin(&config, request.headers(), host) {
                 session.abandon().await;
@@ -401,6 +408,69 @@ where
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use tower::ServiceExt;
+
+    /// An inner service that counts how often it is cloned.
+    struct Counted(Arc<AtomicUsize>);
+
+    impl Clone for Counted {
+        fn clone(&self) -> Self {
+            self.0.fetch_add(1, Ordering::SeqCst);
+            Counted(self.0.clone())
+        }
+    }
+
+    impl Service<Request<Body>> for Counted {
+        type Response = Response;
+        type Error = std::convert::Infallible;
+        type Future = std::future::Ready<Result<Response, Self::Error>>;
+
+        fn poll_ready(&mut self, _: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+            Poll::Ready(Ok(()))
+        }
+
+        fn call(&mut self, _: Request<Body>) -> Self::Future {
+            std::future::ready(Ok(StatusCode::NO_CONTENT.into_response()))
+        }
+    }
+
+    #[tokio::test]
+    async fn the_inner_service_is_cloned_only_for_a_request_it_must_check_first() {
+        let clones = Arc::new(AtomicUsize::new(0));
+        let csrf = CsrfLayer::default().layer(Counted(clones.clone()));
+        let mut app = crate::SessionLayer::new(crate::MemoryStore::new()).layer(csrf);
+        let request = |method: Method| {
+            Request::builder()
+                .method(method)
+                .body(Body::empty())
+                .unwrap()
+        };
+        for method in [Method::GET, Method::HEAD, Method::OPTIONS] {
+            let response = app
+                .ready()
+                .await
+                .unwrap()
+                .call(request(method))
+                .await
+                .unwrap();
+            assert_eq!(response.status(), StatusCode::NO_CONTENT);
+        }
+        assert_eq!(
+            clones.load(Ordering::SeqCst),
+            0,
+            "safe methods go straight through"
+        );
+        let response = app
+            .ready()
+            .await
+            .unwrap()
+            .call(request(Method::POST))
+            .await
+            .unwrap();
+        assert_eq!(response.status(), StatusCode::FORBIDDEN);
+        assert_eq!(clones.load(Ordering::SeqCst), 1);
+    }
 
     fn check(config: &CsrfConfig, headers: &HeaderMap) -> Result<(), Refusal> {
         check_origin(
