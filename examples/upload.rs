@@ -1,6 +1,6 @@
 //! An upload form behind CSRF protection: the token travels as the form's
 //! first field, and the CSRF layer reads only that far into the body, so the
-//! file streams on to the handler whatever its size.
+//! file streams on to the handler (up to the app's body limit, 100 MB here).
 //!
 //! Run: `cargo run -p keycard-examples --example upload`, then open
 //! <http://localhost:3000>. (Browsers accept the `Secure`, `__Host-` session
@@ -29,6 +29,7 @@ async fn page(session: Session, CsrfToken(token): CsrfToken) -> Result<Html<Stri
 
 async fn upload(session: Session, mut form: Multipart) -> Result<Response, SessionError> {
     let mut received: u64 = 0;
+    let mut chosen = false;
     loop {
         let field = match form.next_field().await {
             Ok(Some(field)) => field,
@@ -38,6 +39,8 @@ async fn upload(session: Session, mut form: Multipart) -> Result<Response, Sessi
         if field.name() != Some("file") {
             continue;
         }
+        // A browser sends the part with an empty file name when none was picked.
+        chosen |= field.file_name().is_some_and(|name| !name.is_empty());
         // Counted chunk by chunk: the file is never held in memory whole.
         let mut field = field;
         loop {
@@ -48,7 +51,7 @@ async fn upload(session: Session, mut form: Multipart) -> Result<Response, Sessi
             }
         }
     }
-    if received == 0 {
+    if !chosen {
         return Ok((StatusCode::BAD_REQUEST, "Choose a file first.").into_response());
     }
     session.increment("uploaded_bytes", received as i64).await?;

@@ -287,8 +287,9 @@ impl SessionConfig {
         i64::try_from(self.absolute_timeout.as_millis()).unwrap_or(i64::MAX)
     }
 
-    /// [`touch_interval`](Self::touch_interval) in whole milliseconds, worked
-    /// out in milliseconds (every request asks; no `Duration` round trip).
+    /// [`touch_interval`](Self::touch_interval) in whole milliseconds (to
+    /// within 1 ms), worked out in milliseconds: every request asks, and this
+    /// skips the `Duration` round trip.
     pub(crate) fn touch_ms(&self) -> i64 {
         // `as` saturates: an idle timeout of i64::MAX ms stays i64::MAX.
         (self.idle_ms() as f64 * self.effective_touch_fraction()) as i64
