@@ -326,17 +326,13 @@ where
     }
 
     fn call(&mut self, request: Request<Body>) -> Self::Future {
-        let exempt = is_safe(request.method())
-            || request
-                .extensions()
-                .get::<Session>()
-                .is_some_and(Session::is_bearer);
-        if exempt {
+        let session = request.extensions().get::<Session>();
+        if is_safe(request.method()) || session.is_some_and(Session::is_bearer) {
             // Nothing to check first: the instance `poll_ready` readied is
             // called now, and no clone of the inner service is made.
             return Box::pin(self.inner.call(request));
         }
-        let Some(session) = request.extensions().get::<Session>().cloned() else {
+        let Some(session) = session.cloned() else {
             tracing::error!(target: "keycard", "CsrfLayer needs SessionLayer outside it");
             let response = (
                 StatusCode::INTERNAL_SERVER_ERROR,
