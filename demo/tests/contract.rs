@@ -24,6 +24,9 @@ async fn plain_http_only_redirects_and_hsts_is_https_only() {
         .get("strict-transport-security")
         .is_none());
     assert!(response.headers().get("set-cookie").is_none());
+    // Every method and path, the API and requests with credentials too:
+    // redirected (308 keeps the method), never served, no cookie.
+    let location = |path: &str| format!("https://127.0.0.1:{https_port}{path}");
     let post = http
         .send(
             http.client
@@ -31,15 +34,31 @@ async fn plain_http_only_redirects_and_hsts_is_https_only() {
                 .form(&[("username", "a"), ("password", "b")]),
         )
         .await;
-    assert!(
-        post.status().is_client_error(),
-        "credentials over HTTP are refused, not redirected"
-    );
+    assert_eq!(post.status(), 308);
+    assert_eq!(post.headers()["location"], location("/login"));
     assert!(post.headers().get("set-cookie").is_none());
     let api = http.get("/api/me").await;
-    assert_eq!(api.status(), 403);
-    // A secret in the URL is refused, never copied into a Location; so is a
-    // page request carrying credentials.
+    assert_eq!(api.status(), 308);
+    assert_eq!(api.headers()["location"], location("/api/me"));
+    let patch = http
+        .send(
+            http.client
+                .patch(format!("{}/api/preferences", demo.http))
+                .header("x-csrf-token", "t")
+                .json(&serde_json::json!({"theme": "dark"})),
+        )
+        .await;
+    assert_eq!(patch.status(), 308);
+    let bearer = http
+        .send(
+            http.client
+                .get(format!("{}/account", demo.http))
+                .header("authorization", "Bearer abc"),
+        )
+        .await;
+    assert_eq!(bearer.status(), 308);
+    assert!(bearer.headers().get("set-cookie").is_none());
+    // A secret in the URL is refused, never copied into a Location.
     for path in [
         "/login?password=hunter2",
         "/?new_password=x",
@@ -49,15 +68,6 @@ async fn plain_http_only_redirects_and_hsts_is_https_only() {
         assert_eq!(response.status(), 400, "{path}");
         assert!(response.headers().get("location").is_none(), "{path}");
     }
-    let bearer = http
-        .send(
-            http.client
-                .get(format!("{}/account", demo.http))
-                .header("authorization", "Bearer abc"),
-        )
-        .await;
-    assert_eq!(bearer.status(), 403);
-    assert!(bearer.headers().get("location").is_none());
 
     let mut https = Browser::new(&demo.https);
     for path in ["/", "/login", "/nope", "/healthz"] {

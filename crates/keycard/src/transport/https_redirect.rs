@@ -1,4 +1,4 @@
-//! The plain-HTTP listener: send browsers to HTTPS, refuse everything else.
+//! The plain-HTTP listener: send every request to HTTPS.
 
 use super::{respond, BoxFuture};
 use crate::client::ClientAddrResolver;
@@ -7,12 +7,19 @@ use std::task::{Context, Poll};
 use tower_layer::Layer;
 use tower_service::Service;
 
-/// For the plain-HTTP listener. A page request (GET or HEAD outside the API
-/// prefix) gets `308 Permanent Redirect` to the same path on HTTPS; an API
-/// call, or anything that could carry credentials (POST, PUT, ..., or an
-/// `Authorization` header), gets an error instead: redirecting would have the
-/// client resend its secrets, and they have already crossed the network in
-/// clear. Nothing here ever sets a cookie.
+/// For the plain-HTTP listener: every request gets `308 Permanent Redirect`
+/// to the same path and query on HTTPS (308 keeps the method and body, so a
+/// form posted to the `http://` URL is posted again over HTTPS), as Django's
+/// `SECURE_SSL_REDIRECT` and Rails' `force_ssl` do. A `Host` header that
+/// cannot make a safe URL gets 400. Nothing here ever sets a cookie, and the
+/// inner service sees only what a trusted proxy forwarded from HTTPS (below).
+/// Install [`QuerySecretsLayer`](super::QuerySecretsLayer) outside it, so a
+/// secret in the query is refused rather than copied into `Location`.
+///
+/// [`refuse_credentials`](Self::refuse_credentials) is the stricter policy
+/// for sites whose clients should fail loudly: API calls, unsafe methods and
+/// requests with an `Authorization` header get 403 instead, so a client that
+/// sent secrets in clear is told so rather than silently carried on.
 ///
 /// Behind a TLS-terminating proxy, requests from a trusted proxy with
 /// `X-Forwarded-Proto: https` pass through to the inner service; the header
@@ -29,6 +36,7 @@ pub struct HttpsRedirectLayer {
     https_port: u16,
     api_prefix: String,
     proxies: ClientAddrResolver,
+    refuse_credentials: bool,
 }
 
 impl HttpsRedirectLayer {
@@ -38,7 +46,25 @@ impl HttpsRedirectLayer {
             https_port,
             api_prefix: "/api/".into(),
             proxies: ClientAddrResolver::default(),
+            refuse_credentials: false,
         }
+    }
+
+    /// Refuses (403) instead of redirecting what could carry credentials: a
+    /// call under `/api/` (a JSON error), an unsafe method (POST, PUT, ...) or
+    /// a request with an `Authorization` header. They have already crossed
+    /// the network in clear; a redirect would have the client carry on (and
+    /// send them in clear again next time) without anyone noticing. GET and
+    /// HEAD page requests are still redirected.
+    ///
+    /// ```
+    /// use keycard::transport::HttpsRedirectLayer;
+    /// let layer = HttpsRedirectLayer::new(443).refuse_credentials();
+    /// ```
+    #[must_use]
+    pub fn refuse_credentials(mut self) -> Self {
+        self.refuse_credentials = true;
+        self
     }
 
     /// Trusts `X-Forwarded-Proto` from these proxies.
@@ -117,22 +143,26 @@ where
             .path_and_query()
             .map_or("/", |pq| pq.as_str())
             .to_owned();
-        let is_api = request.uri().path().starts_with(&self.layer.api_prefix);
-        // A redirect would have the client send its credentials again.
-        let sends_credentials = request.headers().contains_key(header::AUTHORIZATION);
-        let response = if is_api {
-            respond(StatusCode::FORBIDDEN, true, "https_required")
-        } else if sends_credentials || !matches!(*request.method(), Method::GET | Method::HEAD) {
+        let layer = &self.layer;
+        let refusal = if !layer.refuse_credentials {
+            None
+        } else if request.uri().path().starts_with(&layer.api_prefix) {
+            Some(respond(StatusCode::FORBIDDEN, true, "https_required"))
+        } else if request.headers().contains_key(header::AUTHORIZATION)
+            || !matches!(*request.method(), Method::GET | Method::HEAD)
+        {
             tracing::warn!(target: "keycard::security", event = "credentials_over_http", method = %request.method(), "unsafe request over plain HTTP refused");
-            respond(StatusCode::FORBIDDEN, false, "This site only accepts forms over HTTPS. Anything you sent was not used; if it was a password, consider changing it.")
+            Some(respond(StatusCode::FORBIDDEN, false, "This site only accepts forms over HTTPS. Anything you sent was not used; if it was a password, consider changing it."))
         } else {
+            None
+        };
+        let response = refusal.unwrap_or_else(|| {
             let host = request
                 .headers()
                 .get(header::HOST)
                 .and_then(|v| v.to_str().ok())
                 .unwrap_or("");
-            match self
-                .layer
+            match layer
                 .location(host, &path)
                 .and_then(|l| HeaderValue::from_str(&l).ok())
             {
@@ -144,7 +174,92 @@ where
                 }
                 None => respond(StatusCode::BAD_REQUEST, false, "Bad Host header."),
             }
-        };
+        });
         Box::pin(async move { Ok(response) })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::convert::Infallible;
+    use tower::ServiceExt;
+
+    async fn answer(layer: HttpsRedirectLayer, request: Request<String>) -> Response<String> {
+        let inner = tower::service_fn(|_: Request<String>| async {
+            Ok::<_, Infallible>(Response::new("inner".to_owned()))
+        });
+        let Ok(response) = layer.layer(inner).oneshot(request).await;
+        response
+    }
+
+    fn request(method: &str, uri: &str, extra: Option<(&str, &str)>) -> Request<String> {
+        let mut builder = Request::builder()
+            .method(method)
+            .uri(uri)
+            .header("host", "127.0.0.1:8080");
+        if let Some((name, value)) = extra {
+            builder = builder.header(name, value);
+        }
+        builder.body(String::new()).unwrap()
+    }
+
+    #[tokio::test]
+    async fn every_request_is_redirected_by_default() {
+        for (method, uri, extra) in [
+            ("GET", "/account?tab=1", None),
+            ("HEAD", "/", None),
+            ("POST", "/login", None),
+            ("DELETE", "/api/tokens/current", None),
+            ("GET", "/api/me", Some(("authorization", "Bearer abc"))),
+        ] {
+            let response = answer(HttpsRedirectLayer::new(8443), request(method, uri, extra)).await;
+            assert_eq!(response.status(), 308, "{method} {uri}");
+            assert_eq!(
+                response.headers()["location"],
+                format!("https://127.0.0.1:8443{uri}")
+            );
+            assert!(response.headers().get("set-cookie").is_none());
+        }
+        let mut bad_host = request("GET", "/", None);
+        bad_host
+            .headers_mut()
+            .insert("host", HeaderValue::from_static("evil.com/x"));
+        let response = answer(HttpsRedirectLayer::new(8443), bad_host).await;
+        assert_eq!(response.status(), 400);
+        assert!(response.headers().get("location").is_none());
+    }
+
+    #[tokio::test]
+    async fn refuse_credentials_refuses_what_could_carry_them() {
+        let strict = || HttpsRedirectLayer::new(443).refuse_credentials();
+        for (method, uri, extra) in [
+            ("POST", "/login", None),
+            ("PUT", "/x", None),
+            ("GET", "/api/me", None),
+            ("GET", "/account", Some(("authorization", "Bearer abc"))),
+        ] {
+            let response = answer(strict(), request(method, uri, extra)).await;
+            assert_eq!(response.status(), 403, "{method} {uri}");
+            assert!(response.headers().get("location").is_none());
+        }
+        let page = answer(strict(), request("GET", "/account", None)).await;
+        assert_eq!(page.status(), 308);
+        assert_eq!(page.headers()["location"], "https://127.0.0.1/account");
+    }
+
+    #[tokio::test]
+    async fn only_a_trusted_proxy_can_say_https() {
+        let proxy: std::net::IpAddr = [10, 0, 0, 1].into();
+        let layer = HttpsRedirectLayer::new(8443)
+            .with_trusted_proxies(ClientAddrResolver::default().trust(proxy.into()));
+        for (peer, expected) in [(proxy, 200), ([10, 0, 0, 2].into(), 308)] {
+            let mut forwarded = request("GET", "/", Some(("x-forwarded-proto", "https")));
+            forwarded
+                .extensions_mut()
+                .insert(crate::PeerAddr(std::net::SocketAddr::new(peer, 40000)));
+            let response = answer(layer.clone(), forwarded).await;
+            assert_eq!(response.status(), expected, "{peer}");
+        }
     }
 }
