@@ -59,6 +59,6 @@ pub use record::{
     now_millis, ApplyOutcome, Change, ClientDetails, Record, SessionSummary, UnixMillis, Update,
     RECORD_FORMAT_VERSION,
 };
-pub use service::{bearer_token, SessionLayer, SessionService};
+pub use service::{bearer_token, SessionLayer, SessionResponseFuture, SessionService};
 pub use session::Session;
 pub use store::{CreateError, MemoryStore, SessionStore, StoreError};

@@ -3,10 +3,11 @@
 use crate::client::{Binding, ClientAddrResolver, RequestClient};
 use crate::codec::CookieCodec;
 use crate::cookie_header::{locate_cookie, CookieValue, Located};
-use crate::session::{Backend, Context, CookieAction, Presented};
+use crate::session::{Backend, Committed, Context, CookieAction, Presented};
 use crate::{Session, SessionConfig, SessionError, SessionStore};
 use http::header::{HeaderValue, CACHE_CONTROL, SET_COOKIE, VARY};
 use http::{Request, Response};
+use pin_project_lite::pin_project;
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
@@ -159,13 +160,11 @@ pub struct SessionService<S> {
 impl<S, ReqBody, ResBody> Service<Request<ReqBody>> for SessionService<S>
 where
     S: Service<Request<ReqBody>, Response = Response<ResBody>>,
-    S::Future: Send + 'static,
-    ReqBody: Send + 'static,
     ResBody: From<String> + Send + 'static,
 {
     type Response = Response<ResBody>;
     type Error = S::Error;
-    type Future = Pin<Box<dyn Future<Output = Result<Self::Response, Self::Error>> + Send>>;
+    type Future = SessionResponseFuture<S::Future, ResBody>;
 
     fn poll_ready(&mut self, cx: &mut TaskContext<'_>) -> Poll<Result<(), Self::Error>> {
         self.inner.poll_ready(cx)
@@ -182,12 +181,110 @@ where
         // The inner service is called here, on the instance `poll_ready` made
         // ready, and only its future is kept: no clone of the service per
         // request.
-        let respond = self.inner.call(request);
-        let on_error = layer.on_error.clone();
-        Box::pin(async move {
-            let response = respond.await?;
-            Ok(finish(&on_error, &session, response).await)
-        })
+        SessionResponseFuture {
+            phase: Phase::Handler {
+                respond: self.inner.call(request),
+                session,
+                on_error: layer.on_error.clone(),
+            },
+        }
+    }
+}
+
+pin_project! {
+    /// The response future of [`SessionService`]: the handler's response,
+    /// then the session's commit.
+    ///
+    /// A commit that needs no store call (the session was not touched, only
+    /// read, or its change was applied with the load) is done in place; only
+    /// a commit that writes is boxed, so the common request allocates no
+    /// future of its own.
+    pub struct SessionResponseFuture<F, B> {
+        #[pin]
+        phase: Phase<F, B>,
+    }
+}
+
+type CommitFuture = Pin<Box<dyn Future<Output = Result<Committed, SessionError>> + Send>>;
+
+pin_project! {
+    #[project = PhaseProj]
+    enum Phase<F, B> {
+        Handler {
+            #[pin]
+            respond: F,
+            session: Session,
+            on_error: ErrorResponder,
+        },
+        // The response waits here, not in the box: the boxed commit stays
+        // small enough for the allocator's per-thread cache.
+        Commit {
+            commit: CommitFuture,
+            session: Session,
+            on_error: ErrorResponder,
+            response: Option<Response<B>>,
+        },
+        Done,
+    }
+}
+
+impl<F, B, E> Future for SessionResponseFuture<F, B>
+where
+    F: Future<Output = Result<Response<B>, E>>,
+    B: From<String>,
+{
+    type Output = Result<Response<B>, E>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut TaskContext<'_>) -> Poll<Self::Output> {
+        let mut phase = self.project().phase;
+        loop {
+            match phase.as_mut().project() {
+                PhaseProj::Handler {
+                    respond,
+                    session,
+                    on_error,
+                } => {
+                    let response = match respond.poll(cx) {
+                        Poll::Pending => return Poll::Pending,
+                        Poll::Ready(Err(error)) => {
+                            phase.set(Phase::Done);
+                            return Poll::Ready(Err(error));
+                        }
+                        Poll::Ready(Ok(response)) => response,
+                    };
+                    if let Some(committed) = session.commit_without_io() {
+                        let response = finish(on_error, session, committed, response);
+                        phase.set(Phase::Done);
+                        return Poll::Ready(Ok(response));
+                    }
+                    let (session, on_error) = (session.clone(), on_error.clone());
+                    let committing = session.clone();
+                    phase.set(Phase::Commit {
+                        commit: Box::pin(async move { committing.commit().await }),
+                        session,
+                        on_error,
+                        response: Some(response),
+                    });
+                }
+                PhaseProj::Commit {
+                    commit,
+                    session,
+                    on_error,
+                    response,
+                } => {
+                    let committed = std::task::ready!(commit.as_mut().poll(cx));
+                    let response = response
+                        .take()
+                        .map(|response| finish(on_error, session, committed, response));
+                    phase.set(Phase::Done);
+                    if let Some(response) = response {
+                        return Poll::Ready(Ok(response));
+                    }
+                }
+                // A caller bug, as for any future: `async fn`s panic alike.
+                PhaseProj::Done => panic!("keycard::SessionResponseFuture polled after completion"),
+            }
+        }
     }
 }
 
@@ -234,12 +331,13 @@ pub fn bearer_token(headers: &http::HeaderMap) -> Option<String> {
         .then(|| token.trim().to_owned())
 }
 
-async fn finish<ResBody: From<String>>(
+fn finish<ResBody: From<String>>(
     on_error: &ErrorResponder,
     session: &Session,
+    committed: Result<Committed, SessionError>,
     response: Response<ResBody>,
 ) -> Response<ResBody> {
-    let committed = match session.commit().await {
+    let committed = match committed {
         Ok(committed) => committed,
         Err(error) => {
             let cause = error.cause();
@@ -319,6 +417,131 @@ fn append_vary_cookie(headers: &mut http::HeaderMap) {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::{now_millis, MemoryStore, Record, SessionId};
+    use std::time::Duration;
+
+    /// How a request used its session, for [`no_io_commit_answers_as_commit_would`].
+    #[derive(Clone, Copy, Debug)]
+    enum Use {
+        Nothing,
+        Read,
+        Increment,
+        Insert,
+        Destroy,
+        Cycle,
+        Abandon,
+    }
+
+    /// Two sessions for the same request (its cookie or bearer `header`),
+    /// used alike; the first answers `commit_without_io`, the second `commit`.
+    async fn verdicts(
+        ctx: &Arc<Context>,
+        header: Option<(&str, String)>,
+        used: Use,
+    ) -> (Option<Committed>, Committed) {
+        let session = || {
+            let mut request = Request::builder();
+            if let Some((name, value)) = &header {
+                request = request.header(*name, value);
+            }
+            let (parts, ()) = request.body(()).unwrap().into_parts();
+            Session::new(
+                ctx.clone(),
+                presented(&ctx.config, &parts.headers),
+                RequestClient::from_request(&ClientAddrResolver::default(), &parts),
+            )
+        };
+        let (fast, slow) = (session(), session());
+        for session in [&fast, &slow] {
+            match used {
+                Use::Nothing => {}
+                Use::Read => {
+                    session.get::<i64>("n").await.unwrap();
+                }
+                Use::Increment => {
+                    session.increment("n", 1).await.unwrap();
+                }
+                Use::Insert => session.insert("m", 1).await.unwrap(),
+                Use::Destroy => session.destroy().await.unwrap(),
+                Use::Cycle => session.cycle_id().await.unwrap(),
+                Use::Abandon => {
+                    session.get::<i64>("n").await.unwrap();
+                    session.abandon().await;
+                }
+            }
+        }
+        let fast = fast.commit_without_io().map(Result::unwrap);
+        (fast, slow.commit().await.unwrap())
+    }
+
+    /// The commit the layer finishes in place must answer exactly as the
+    /// full commit does, and be taken for the common requests.
+    #[tokio::test]
+    async fn no_io_commit_answers_as_commit_would() {
+        for max_age in [None, Some(Duration::from_secs(3600))] {
+            let store = Arc::new(MemoryStore::new());
+            let mut config = SessionConfig::default();
+            config.cookie.max_age = max_age;
+            config.accept_bearer = true;
+            let ctx = Arc::new(Context {
+                config,
+                backend: Backend::Store(store.clone()),
+                binding: Binding::default(),
+            });
+            let now = now_millis();
+            let stored = |last_seen_ago: i64, idle_left: i64| {
+                let id = SessionId::generate().unwrap();
+                let mut record = Record::new(now, 3_600_000, 86_400_000);
+                record.data.insert("n".into(), 1.into());
+                record.last_seen = now - last_seen_ago;
+                record.idle_deadline = now + idle_left;
+                let store = store.clone();
+                async move {
+                    store.create(&id.key(), &record).await.unwrap();
+                    id
+                }
+            };
+            // A fresh record for every case: the full commits change the store.
+            let live = || stored(0, 3_600_000);
+            let cookie = |id: SessionId| Some(("cookie", format!("__Host-keycard={id}")));
+            let cases = [
+                (None, Use::Nothing, true),
+                (None, Use::Read, true),
+                (None, Use::Insert, false),
+                (cookie(live().await), Use::Nothing, true),
+                (cookie(live().await), Use::Read, true),
+                (cookie(live().await), Use::Increment, true),
+                (cookie(live().await), Use::Insert, false),
+                (cookie(live().await), Use::Destroy, false),
+                (cookie(live().await), Use::Cycle, false),
+                (cookie(live().await), Use::Abandon, true),
+                // A touch is due: written.
+                (cookie(stored(3_000_000, 600_000).await), Use::Read, false),
+                // Expired: the memory store no longer answers it, so there
+                // is nothing to delete; the cookie is cleared.
+                (cookie(stored(0, -1).await), Use::Read, true),
+                (cookie(SessionId::generate().unwrap()), Use::Read, true),
+                (
+                    Some(("cookie", "__Host-keycard=x; __Host-keycard=y".into())),
+                    Use::Read,
+                    true,
+                ),
+                (
+                    Some(("authorization", format!("Bearer {}", live().await))),
+                    Use::Read,
+                    true,
+                ),
+            ];
+            for (case, (header, used, in_place)) in cases.into_iter().enumerate() {
+                let what = format!("case {case}: {header:?} {used:?} max_age {max_age:?}");
+                let (fast, slow) = verdicts(&ctx, header, used).await;
+                assert_eq!(fast.is_some(), in_place, "{what}");
+                if let Some(fast) = fast {
+                    assert_eq!(fast, slow, "{what}");
+                }
+            }
+        }
+    }
 
     fn vary_after(existing: &[&'static str]) -> Vec<String> {
         let mut headers = http::HeaderMap::new();

@@ -120,6 +120,18 @@ struct State {
     binding_refused: bool,
 }
 
+impl State {
+    /// The request changed the session (its data, login, client or clocks,
+    /// or asked for a new ID): the record must be written.
+    fn is_dirty(&self) -> bool {
+        !self.changes.is_empty()
+            || self.user_change.is_some()
+            || self.client_change.is_some()
+            || self.restart_clocks
+            || self.cycle
+    }
+}
+
 /// What the layer must do with the cookie after the handler.
 #[derive(Debug, PartialEq, Eq)]
 pub(crate) enum CookieAction {
@@ -133,7 +145,7 @@ pub(crate) enum CookieAction {
 }
 
 /// The result of committing a session.
-#[derive(Debug)]
+#[derive(Debug, PartialEq, Eq)]
 pub(crate) struct Committed {
     pub cookie: CookieAction,
     /// The response depends on the session (it was read).
@@ -670,6 +682,64 @@ impl Session {
                 return Err(error);
             }
         };
+        Ok(self.committed(&state, cookie, touched))
+    }
+
+    /// What [`commit`](Self::commit) would answer, when that needs no store
+    /// call and no sealing: a request that did not touch its session, only
+    /// read it, or had its one change applied with the load
+    /// (`apply_and_load`), with no touch due. `None` means run `commit`.
+    ///
+    /// Synchronous, so the layer can finish such a response without boxing a
+    /// future for the commit: the common case costs no allocation.
+    pub(crate) fn commit_without_io(&self) -> Option<Result<Committed, SessionError>> {
+        let state = self.inner.state.try_lock()?;
+        let touched = state.loaded;
+        if state.abandoned {
+            return Some(Ok(Committed {
+                cookie: CookieAction::Keep,
+                touched,
+                authenticated: false,
+            }));
+        }
+        if let Some(error) = &state.failure {
+            return Some(Err(SessionError::Store(error.clone())));
+        }
+        if state.delete.is_some() || state.cycle || state.reseal {
+            return None;
+        }
+        let cookie = match (&state.record, &state.id) {
+            (None, _) => CookieAction::Keep,
+            (Some(record), id) => {
+                let empty = record.data.is_empty() && record.user_id.is_none();
+                match id {
+                    // Nothing to keep, and no session to end.
+                    None if empty => CookieAction::Keep,
+                    // A new session to create or seal, or an emptied one to end.
+                    None => return None,
+                    Some(_) if empty => return None,
+                    Some(id) => {
+                        // Dirty first: it needs no clock reading.
+                        if state.is_dirty()
+                            || self.pending_update(&state, record, now_millis()).is_some()
+                        {
+                            return None;
+                        }
+                        // A persistent cookie is renewed whenever the record
+                        // is written (the change applied with the load).
+                        match self.inner.ctx.config.cookie.max_age {
+                            Some(_) if state.applied_early => CookieAction::Set(id.to_string()),
+                            _ => CookieAction::Keep,
+                        }
+                    }
+                }
+            }
+        };
+        Some(Ok(self.committed(&state, cookie, touched)))
+    }
+
+    /// The commit's answer, once the store's part is done.
+    fn committed(&self, state: &State, cookie: CookieAction, touched: bool) -> Committed {
         let cookie = match (&self.inner.presented, cookie) {
             // A bearer token is never turned into a cookie, nor cleared by one.
             (Presented::Bearer(_), _) => CookieAction::Keep,
@@ -677,11 +747,11 @@ impl Session {
             (_, action) => action,
         };
         let authenticated = state.record.as_ref().is_some_and(|r| r.user_id.is_some());
-        Ok(Committed {
+        Committed {
             cookie,
             touched,
             authenticated,
-        })
+        }
     }
 
     fn pending_update(&self, state: &State, record: &Record, now: UnixMillis) -> Option<Update> {
@@ -691,13 +761,8 @@ impl Session {
         } else {
             record.absolute_deadline
         };
-        let dirty = !state.changes.is_empty()
-            || state.user_change.is_some()
-            || state.client_change.is_some()
-            || state.restart_clocks
-            || state.cycle;
         let touch_due = now.saturating_sub(record.last_seen) >= config.touch_ms();
-        if !dirty && !touch_due {
+        if !state.is_dirty() && !touch_due {
             return None;
         }
         // API tokens have a lifetime of their own, not the browser idle timeout.
