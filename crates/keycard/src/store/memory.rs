@@ -72,6 +72,21 @@ fn decode(entry: &Entry) -> Result<Record, StoreError> {
     Record::decode(&entry.bytes)
 }
 
+/// The entry's record if it is live at `now`, decoded once (its header is
+/// not read a second time to check the deadlines). Unreadable bytes count as
+/// expired, as in [`expires_at`], unless their header says they are live:
+/// then they are a corrupt record.
+fn live(entry: Option<&Entry>, now: UnixMillis) -> Result<Option<Record>, StoreError> {
+    let Some(entry) = entry else {
+        return Ok(None);
+    };
+    match decode(entry) {
+        Ok(record) => Ok(Some(record).filter(|r| r.expires_at() > now)),
+        Err(error) if expires_at(entry) > now => Err(error),
+        Err(_) => Ok(None),
+    }
+}
+
 /// Files `key` under the second `expires` falls in; returns that second.
 fn file(
     wheel: &mut BTreeMap<i64, VecDeque<SessionKey>>,
@@ -321,10 +336,9 @@ impl SessionStore for MemoryStore {
         let now = crate::now_millis();
         let (old_user, new_user) = {
             let mut shard = self.shard(key);
-            let Some(entry) = shard.records.get(key).filter(|e| expires_at(e) > now) else {
+            let Some(mut record) = live(shard.records.get(key), now)? else {
                 return Ok(ApplyOutcome::Gone);
             };
-            let mut record = decode(entry)?;
             let old_user = record.user_id.clone();
             record.apply(update);
             shard.put(*key, &record);
@@ -341,15 +355,19 @@ impl SessionStore for MemoryStore {
         now: UnixMillis,
     ) -> Result<Option<Record>, StoreError> {
         let mut shard = self.shard(key);
-        let Some(entry) = shard.records.get(key).filter(|e| expires_at(e) > now) else {
+        // One lookup: the entry is rewritten in place.
+        let Some(entry) = shard.records.get_mut(key) else {
             return Ok(None);
         };
-        let mut record = decode(entry)?;
-        // Only data changes: the user index and the expiry wheel stay as they are.
+        let Some(mut record) = live(Some(entry), now)? else {
+            return Ok(None);
+        };
+        // Only data changes: the deadlines, and so the record's place in the
+        // expiry wheel, and the user index stay as they are.
         for change in changes {
             change.apply_to(&mut record.data);
         }
-        shard.put(*key, &record);
+        entry.bytes = record.encode().into_boxed_slice();
         Ok(Some(record))
     }
 
