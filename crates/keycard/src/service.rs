@@ -160,7 +160,7 @@ pub struct SessionService<S> {
 impl<S, ReqBody, ResBody> Service<Request<ReqBody>> for SessionService<S>
 where
     S: Service<Request<ReqBody>, Response = Response<ResBody>>,
-    ResBody: From<String> + Send + 'static,
+    ResBody: From<String>,
 {
     type Response = Response<ResBody>;
     type Error = S::Error;
@@ -216,8 +216,8 @@ pin_project! {
             session: Session,
             on_error: ErrorResponder,
         },
-        // The response waits here, not in the box: the boxed commit stays
-        // small enough for the allocator's per-thread cache.
+        // The response waits here, not in the box: the box holds only the
+        // store calls.
         Commit {
             commit: CommitFuture,
             session: Session,
@@ -517,8 +517,11 @@ mod tests {
                 (cookie(live().await), Use::Abandon, true),
                 // A touch is due: written.
                 (cookie(stored(3_000_000, 600_000).await), Use::Read, false),
-                // Expired: the memory store no longer answers it, so there
-                // is nothing to delete; the cookie is cleared.
+                // Expired: the later `create`s above evicted it (the memory
+                // store evicts expired records as it adds new ones), so
+                // there is nothing to delete and the cookie is cleared. A
+                // record still there would be marked for deletion by
+                // `admit`: the full commit.
                 (cookie(stored(0, -1).await), Use::Read, true),
                 (cookie(SessionId::generate().unwrap()), Use::Read, true),
                 (

@@ -725,12 +725,7 @@ impl Session {
                         {
                             return None;
                         }
-                        // A persistent cookie is renewed whenever the record
-                        // is written (the change applied with the load).
-                        match self.inner.ctx.config.cookie.max_age {
-                            Some(_) if state.applied_early => CookieAction::Set(id.to_string()),
-                            _ => CookieAction::Keep,
-                        }
+                        renewal(&self.inner.ctx.config, &state, id, CookieAction::Keep)
                     }
                 }
             }
@@ -845,11 +840,7 @@ impl Session {
             }
             Some(id) => {
                 let Some(mut update) = self.pending_update(state, record, now) else {
-                    // A persistent cookie is renewed whenever the record is written.
-                    return Ok(match config.cookie.max_age {
-                        Some(_) if state.applied_early => CookieAction::Set(id.to_string()),
-                        _ => action,
-                    });
+                    return Ok(renewal(config, state, &id, action));
                 };
                 update.changes = state.changes.clone();
                 if state.cycle {
@@ -936,6 +927,21 @@ impl Session {
         let header = sealed?;
         state.id = Some(id);
         Ok(CookieAction::SetHeader(header))
+    }
+}
+
+/// The cookie for a session whose record needs no write now: a persistent
+/// cookie is renewed whenever the record was written, here by the change
+/// applied with the load (`apply_and_load`); otherwise `action` stands.
+fn renewal(
+    config: &SessionConfig,
+    state: &State,
+    id: &SessionId,
+    action: CookieAction,
+) -> CookieAction {
+    match config.cookie.max_age {
+        Some(_) if state.applied_early => CookieAction::Set(id.to_string()),
+        _ => action,
     }
 }
 

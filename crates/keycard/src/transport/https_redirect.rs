@@ -9,9 +9,14 @@ use tower_service::Service;
 
 /// For the plain-HTTP listener: every request gets `308 Permanent Redirect`
 /// to the same path and query on HTTPS (308 keeps the method and body, so a
-/// form posted to the `http://` URL is posted again over HTTPS), as Django's
-/// `SECURE_SSL_REDIRECT` and Rails' `force_ssl` do. A `Host` header that
-/// cannot make a safe URL gets 400. Nothing here ever sets a cookie, and the
+/// form posted to the `http://` URL is posted again over HTTPS). Django's
+/// `SECURE_SSL_REDIRECT` and Rails' `force_ssl` also redirect every request
+/// (with 301, or 307 for Rails' unsafe methods). A request that could carry
+/// credentials (an API call, an unsafe method, an `Authorization` header) is
+/// redirected too, and logged as a warning (`credentials_over_http`): they
+/// have crossed the network in clear, and a client that follows redirects
+/// would otherwise go on sending them unnoticed. A `Host` header that cannot
+/// make a safe URL gets 400. Nothing here ever sets a cookie, and the
 /// inner service sees only what a trusted proxy forwarded from HTTPS (below).
 /// Install [`QuerySecretsLayer`](super::QuerySecretsLayer) outside it, so a
 /// secret in the query is refused rather than copied into `Location`.
@@ -144,17 +149,20 @@ where
             .map_or("/", |pq| pq.as_str())
             .to_owned();
         let layer = &self.layer;
-        let refusal = if !layer.refuse_credentials {
+        let is_api = request.uri().path().starts_with(&layer.api_prefix);
+        let sends_credentials = is_api
+            || request.headers().contains_key(header::AUTHORIZATION)
+            || !matches!(*request.method(), Method::GET | Method::HEAD);
+        let refusal = if !sends_credentials {
             None
-        } else if request.uri().path().starts_with(&layer.api_prefix) {
+        } else if !layer.refuse_credentials {
+            tracing::warn!(target: "keycard::security", event = "credentials_over_http", method = %request.method(), "request that may carry credentials came over plain HTTP; redirected to HTTPS");
+            None
+        } else if is_api {
             Some(respond(StatusCode::FORBIDDEN, true, "https_required"))
-        } else if request.headers().contains_key(header::AUTHORIZATION)
-            || !matches!(*request.method(), Method::GET | Method::HEAD)
-        {
-            tracing::warn!(target: "keycard::security", event = "credentials_over_http", method = %request.method(), "unsafe request over plain HTTP refused");
-            Some(respond(StatusCode::FORBIDDEN, false, "This site only accepts forms over HTTPS. Anything you sent was not used; if it was a password, consider changing it."))
         } else {
-            None
+            tracing::warn!(target: "keycard::security", event = "credentials_over_http", method = %request.method(), "request that may carry credentials came over plain HTTP; refused");
+            Some(respond(StatusCode::FORBIDDEN, false, "This site only accepts forms over HTTPS. Anything you sent was not used; if it was a password, consider changing it."))
         };
         let response = refusal.unwrap_or_else(|| {
             let host = request
@@ -228,6 +236,48 @@ mod tests {
         let response = answer(HttpsRedirectLayer::new(8443), bad_host).await;
         assert_eq!(response.status(), 400);
         assert!(response.headers().get("location").is_none());
+    }
+
+    #[derive(Clone, Default)]
+    struct Capture(std::sync::Arc<std::sync::Mutex<Vec<u8>>>);
+
+    impl std::io::Write for Capture {
+        fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
+            self.0.lock().unwrap().extend_from_slice(bytes);
+            Ok(bytes.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+
+    #[test]
+    fn a_redirect_of_what_may_carry_credentials_is_logged() {
+        let capture = Capture::default();
+        let writer = capture.clone();
+        let subscriber = tracing_subscriber::fmt()
+            .with_ansi(false)
+            .with_writer(move || writer.clone())
+            .finish();
+        let inner = tower::service_fn(|_: Request<String>| async {
+            Ok::<_, Infallible>(Response::new(String::new()))
+        });
+        let mut service = HttpsRedirectLayer::new(8443).layer(inner);
+        // The decision is made (and logged) when the request is handed over.
+        tracing::subscriber::with_default(subscriber, || {
+            drop(service.call(request("GET", "/", None)));
+            drop(service.call(request("GET", "/account?tab=1", None)));
+            drop(service.call(request("POST", "/login", None)));
+            drop(service.call(request("GET", "/api/me", None)));
+            drop(service.call(request("GET", "/", Some(("authorization", "Bearer abc")))));
+        });
+        let logged = String::from_utf8(capture.0.lock().unwrap().clone()).unwrap();
+        assert_eq!(
+            logged.matches("credentials_over_http").count(),
+            3,
+            "{logged}"
+        );
+        assert!(!logged.contains("abc"), "{logged}");
     }
 
     #[tokio::test]
