@@ -546,6 +546,83 @@ mod tests {
         }
     }
 
+    /// The same for client-side sessions: sealing and resealing are the
+    /// full commit's, a cookie that stands is answered in place.
+    #[tokio::test]
+    async fn no_io_commit_answers_as_commit_would_for_sealed_cookies() {
+        use crate::codec::{KeyRing, SealedCodec};
+        let mut ring = KeyRing::generate().unwrap();
+        let older = SealedCodec::new(&ring, "session");
+        ring.rotate().unwrap();
+        let codec: Arc<dyn CookieCodec> = Arc::new(SealedCodec::new(&ring, "session"));
+        let revocations: Arc<dyn SessionStore> = Arc::new(MemoryStore::new());
+        let ctx = |codec: Arc<dyn CookieCodec>, config: SessionConfig| {
+            Arc::new(Context {
+                config: SessionConfig {
+                    accept_bearer: true,
+                    ..config
+                },
+                backend: Backend::Cookie {
+                    codec,
+                    revocations: revocations.clone(),
+                },
+                binding: Binding::default(),
+            })
+        };
+        let current = ctx(codec.clone(), SessionConfig::default());
+        // Every read is a touch, so every read reseals.
+        let touching = ctx(codec, SessionConfig::default().with_touch_fraction(0.0));
+        // A cookie holding n = 1, sealed by `by`.
+        let mint = |by: Arc<Context>| async move {
+            let (parts, ()) = Request::builder().body(()).unwrap().into_parts();
+            let session = Session::new(
+                by.clone(),
+                Presented::Nothing,
+                RequestClient::from_request(&ClientAddrResolver::default(), &parts),
+            );
+            session.insert("n", 1).await.unwrap();
+            let CookieAction::SetHeader(header) = session.commit().await.unwrap().cookie else {
+                panic!("a new client-side session sets its cookie");
+            };
+            let pair = header.split(';').next().unwrap().to_owned();
+            Some(("cookie", pair))
+        };
+        let fresh = || mint(current.clone());
+        let stale_key = mint(ctx(Arc::new(older), SessionConfig::default())).await;
+        let mut tampered = fresh().await.unwrap();
+        let last = tampered.1.pop().unwrap();
+        tampered.1.push(if last == 'A' { 'B' } else { 'A' });
+        let unknown_token = format!("Bearer {}", SessionId::generate().unwrap());
+        let cases = [
+            (&current, None, Use::Nothing, true),
+            (&current, None, Use::Read, true),
+            (&current, None, Use::Insert, false),
+            (&current, fresh().await, Use::Nothing, true),
+            (&current, fresh().await, Use::Read, true),
+            (&current, fresh().await, Use::Insert, false),
+            (&current, fresh().await, Use::Destroy, false),
+            (&current, fresh().await, Use::Cycle, false),
+            (&current, fresh().await, Use::Abandon, true),
+            (&current, stale_key, Use::Read, false),
+            (&current, Some(tampered), Use::Read, true),
+            (&touching, fresh().await, Use::Read, false),
+            (
+                &current,
+                Some(("authorization", unknown_token)),
+                Use::Read,
+                true,
+            ),
+        ];
+        for (case, (ctx, header, used, in_place)) in cases.into_iter().enumerate() {
+            let what = format!("case {case}: {header:?} {used:?}");
+            let (fast, slow) = verdicts(ctx, header, used).await;
+            assert_eq!(fast.is_some(), in_place, "{what}");
+            if let Some(fast) = fast {
+                assert_eq!(fast, slow, "{what}");
+            }
+        }
+    }
+
     fn vary_after(existing: &[&'static str]) -> Vec<String> {
         let mut headers = http::HeaderMap::new();
         for value in existing {
