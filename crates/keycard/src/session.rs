@@ -460,8 +460,11 @@ impl Session {
         state.loaded = true;
         let now = now_millis();
         let store_key = id.key();
-        let call = store.apply_and_load(&store_key, std::slice::from_ref(change), now);
-        let found = timed(&ctx.config, call).await;
+        let changes = std::slice::from_ref(change);
+        let found = match store.apply_and_load_now(&store_key, changes, now) {
+            Some(found) => found,
+            None => timed(&ctx.config, store.apply_and_load(&store_key, changes, now)).await,
+        };
         state.applied_early = matches!(found, Ok(Some(_)));
         if let Err(error) = self.adopt_stored(&mut state, id, found) {
             state.failure = Some(error.clone());
@@ -518,7 +521,7 @@ impl Session {
                     state.stale_cookie = true;
                     return Ok(());
                 };
-                let found = timed(&ctx.config, store.load(&id.key())).await;
+                let found = load_from(&ctx.config, store.as_ref(), &id.key()).await;
                 return self.adopt_stored(state, id, found);
             }
             (Presented::Cookie(value), Backend::Cookie { codec, revocations }) => {
@@ -1023,13 +1026,26 @@ pub(crate) fn not_before_key(user_id: &str) -> SessionKey {
     SessionKey::derive("not-before", user_id)
 }
 
+/// A store's load: answered at once by a store that can
+/// ([`SessionStore::load_now`]), else its future under the store timeout.
+async fn load_from(
+    config: &SessionConfig,
+    store: &dyn SessionStore,
+    key: &SessionKey,
+) -> Result<Option<Record>, StoreError> {
+    match store.load_now(key) {
+        Some(found) => found,
+        None => timed(config, store.load(key)).await,
+    }
+}
+
 async fn is_revoked(
     config: &SessionConfig,
     revocations: &dyn SessionStore,
     id: &SessionId,
     record: &Record,
 ) -> Result<bool, StoreError> {
-    if timed(config, revocations.load(&revocation_key(id)))
+    if load_from(config, revocations, &revocation_key(id))
         .await?
         .is_some_and(|r| !r.is_expired(now_millis()))
     {
@@ -1038,7 +1054,7 @@ async fn is_revoked(
     let Some(user) = &record.user_id else {
         return Ok(false);
     };
-    let Some(marker) = timed(config, revocations.load(&not_before_key(user))).await? else {
+    let Some(marker) = load_from(config, revocations, &not_before_key(user)).await? else {
         return Ok(false);
     };
     let not_before = marker

@@ -58,7 +58,7 @@ macro_rules! __conformance_checks {
         user_index_follows_changes, expired_records_are_not_served, sweep_removes_expired,
         concurrent_distinct_keys_all_kept, concurrent_increments_all_kept,
         apply_and_load_writes_then_reads, apply_and_load_never_revives,
-        concurrent_apply_and_load_all_kept,
+        concurrent_apply_and_load_all_kept, answers_at_once_as_later,
         values_round_trip, list_all_pages, ping_answers);
     };
 }
@@ -546,6 +546,36 @@ pub async fn apply_and_load_writes_then_reads(store: Arc<impl SessionStore>) {
     };
     assert_eq!(times(&after), times(&record));
     assert_eq!(store.load(&key).await.unwrap(), Some(after));
+}
+
+/// A store that answers at once (`load_now`, `apply_and_load_now`) gives the
+/// answers its futures give. Stores that do not (`None`) pass as they are.
+pub async fn answers_at_once_as_later(store: Arc<impl SessionStore>) {
+    let missing = fresh_key();
+    if let Some(now) = store.load_now(&missing) {
+        assert_eq!(now, store.load(&missing).await);
+        assert_eq!(now, Ok(None));
+    }
+    let key = fresh_key();
+    let record = record_with(json!({"n": 1}));
+    store.create(&key, &record).await.unwrap();
+    if let Some(now) = store.load_now(&key) {
+        assert_eq!(now, Ok(Some(record.clone())));
+    }
+    let add = [Change::Increment {
+        key: "n".into(),
+        by: 2,
+    }];
+    if let Some(now) = store.apply_and_load_now(&key, &add, now_millis()) {
+        let after = now.unwrap().expect("live record");
+        assert_eq!(after.data["n"], json!(3));
+        assert_eq!(store.load(&key).await.unwrap(), Some(after));
+        assert_eq!(
+            store.apply_and_load_now(&missing, &add, now_millis()),
+            Some(Ok(None))
+        );
+        assert_eq!(store.load(&missing).await, Ok(None));
+    }
 }
 
 /// `apply_and_load` on a missing, deleted or expired record writes nothing

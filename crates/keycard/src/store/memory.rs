@@ -300,6 +300,33 @@ impl MemoryStore {
         Ok(())
     }
 
+    fn load_at_once(&self, key: &SessionKey) -> Result<Option<Record>, StoreError> {
+        self.shard(key).records.get(key).map(decode).transpose()
+    }
+
+    fn apply_and_load_at_once(
+        &self,
+        key: &SessionKey,
+        changes: &[Change],
+        now: UnixMillis,
+    ) -> Result<Option<Record>, StoreError> {
+        let mut shard = self.shard(key);
+        // One lookup: the entry is rewritten in place.
+        let Some(entry) = shard.records.get_mut(key) else {
+            return Ok(None);
+        };
+        let Some(mut record) = live(Some(entry), now)? else {
+            return Ok(None);
+        };
+        // Only data changes: the deadlines, and so the record's place in the
+        // expiry wheel, and the user index stay as they are.
+        for change in changes {
+            change.apply_to(&mut record.data);
+        }
+        entry.bytes = record.encode().into_boxed_slice();
+        Ok(Some(record))
+    }
+
     fn remove(&self, key: &SessionKey) -> Option<Record> {
         let removed = self.shard(key).remove(key);
         if let Some(record) = &removed {
@@ -325,7 +352,12 @@ impl MemoryStore {
 #[async_trait]
 impl SessionStore for MemoryStore {
     async fn load(&self, key: &SessionKey) -> Result<Option<Record>, StoreError> {
-        self.shard(key).records.get(key).map(decode).transpose()
+        self.load_at_once(key)
+    }
+
+    /// The memory store answers at once: this is its `load`.
+    fn load_now(&self, key: &SessionKey) -> Option<Result<Option<Record>, StoreError>> {
+        Some(self.load_at_once(key))
     }
 
     async fn create(&self, key: &SessionKey, record: &Record) -> Result<(), CreateError> {
@@ -354,21 +386,17 @@ impl SessionStore for MemoryStore {
         changes: &[Change],
         now: UnixMillis,
     ) -> Result<Option<Record>, StoreError> {
-        let mut shard = self.shard(key);
-        // One lookup: the entry is rewritten in place.
-        let Some(entry) = shard.records.get_mut(key) else {
-            return Ok(None);
-        };
-        let Some(mut record) = live(Some(entry), now)? else {
-            return Ok(None);
-        };
-        // Only data changes: the deadlines, and so the record's place in the
-        // expiry wheel, and the user index stay as they are.
-        for change in changes {
-            change.apply_to(&mut record.data);
-        }
-        entry.bytes = record.encode().into_boxed_slice();
-        Ok(Some(record))
+        self.apply_and_load_at_once(key, changes, now)
+    }
+
+    /// The memory store answers at once: this is its `apply_and_load`.
+    fn apply_and_load_now(
+        &self,
+        key: &SessionKey,
+        changes: &[Change],
+        now: UnixMillis,
+    ) -> Option<Result<Option<Record>, StoreError>> {
+        Some(self.apply_and_load_at_once(key, changes, now))
     }
 
     async fn cycle(

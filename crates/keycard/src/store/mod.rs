@@ -117,6 +117,36 @@ pub trait SessionStore: Send + Sync + 'static {
         }
     }
 
+    /// [`load`](Self::load)'s answer without waiting, for a store that has
+    /// it at hand (one that keeps records in this process). `None`, the
+    /// default, means "call `load`". The layer asks this first, so such a
+    /// store's load costs no boxed future and no timeout; the answer must be
+    /// the one `load` would give.
+    ///
+    /// ```
+    /// use keycard::{MemoryStore, SessionKey, SessionStore};
+    /// let store = MemoryStore::new();
+    /// let key = SessionKey::derive("doc", "load_now");
+    /// assert_eq!(store.load_now(&key), Some(Ok(None)));
+    /// ```
+    fn load_now(&self, key: &SessionKey) -> Option<Result<Option<Record>, StoreError>> {
+        let _ = key;
+        None
+    }
+
+    /// [`apply_and_load`](Self::apply_and_load) without waiting, as
+    /// [`load_now`](Self::load_now) is to `load`: `None`, the default, means
+    /// "call `apply_and_load`".
+    fn apply_and_load_now(
+        &self,
+        key: &SessionKey,
+        changes: &[Change],
+        now: UnixMillis,
+    ) -> Option<Result<Option<Record>, StoreError>> {
+        let _ = (key, changes, now);
+        None
+    }
+
     /// Moves the record from `old` to `new` (ID rotation) and applies `update`,
     /// as one step where the store allows it. `Gone` when `old` does not exist.
     async fn cycle(
@@ -215,6 +245,17 @@ impl<S: SessionStore + ?Sized> SessionStore for Arc<S> {
         Self: 'f,
     {
         (**self).apply_and_load(key, changes, now)
+    }
+    fn load_now(&self, key: &SessionKey) -> Option<Result<Option<Record>, StoreError>> {
+        (**self).load_now(key)
+    }
+    fn apply_and_load_now(
+        &self,
+        key: &SessionKey,
+        changes: &[Change],
+        now: UnixMillis,
+    ) -> Option<Result<Option<Record>, StoreError>> {
+        (**self).apply_and_load_now(key, changes, now)
     }
     fn cycle<'a, 'b, 'c, 'd, 'f>(
         &'a self,
