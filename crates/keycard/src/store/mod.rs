@@ -121,7 +121,9 @@ pub trait SessionStore: Send + Sync + 'static {
     /// it at hand (one that keeps records in this process). `None`, the
     /// default, means "call `load`". The layer asks this first, so such a
     /// store's load costs no boxed future and no timeout; the answer must be
-    /// the one `load` would give.
+    /// the one `load` would give. A wrapper store that adds anything to a
+    /// load (counting, delaying, failing calls) keeps the default, or the
+    /// layer would go around it.
     ///
     /// ```
     /// use keycard::{MemoryStore, SessionKey, SessionStore};
