@@ -569,12 +569,36 @@ pub async fn answers_at_once_as_later(store: Arc<impl SessionStore>) {
     if let Some(now) = store.apply_and_load_now(&key, &add, now_millis()) {
         let after = now.unwrap().expect("live record");
         assert_eq!(after.data["n"], json!(3));
-        assert_eq!(store.load(&key).await.unwrap(), Some(after));
+        assert_eq!(store.load(&key).await.unwrap(), Some(after.clone()));
+        if let Some(now) = store.load_now(&key) {
+            assert_eq!(now, Ok(Some(after)));
+        }
         assert_eq!(
             store.apply_and_load_now(&missing, &add, now_millis()),
             Some(Ok(None))
         );
         assert_eq!(store.load(&missing).await, Ok(None));
+        // Neither a deleted nor an expired record comes back.
+        store.delete(&key).await.unwrap();
+        assert_eq!(
+            store.apply_and_load_now(&key, &add, now_millis()),
+            Some(Ok(None))
+        );
+        assert_eq!(store.load(&key).await, Ok(None));
+        if let Some(now) = store.load_now(&key) {
+            assert_eq!(now, Ok(None));
+        }
+        let expired = fresh_key();
+        let mut record = record_with(json!({"n": 1}));
+        record.idle_deadline = now_millis() - 1;
+        store.create(&expired, &record).await.unwrap();
+        assert_eq!(
+            store.apply_and_load_now(&expired, &add, now_millis()),
+            Some(Ok(None))
+        );
+        if let Ok(Some(found)) = store.load(&expired).await {
+            assert_eq!(found.data["n"], json!(1), "an expired record took a change");
+        }
     }
 }
 

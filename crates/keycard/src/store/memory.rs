@@ -496,6 +496,22 @@ mod conformance {
 mod tests {
     use super::*;
     use crate::testing::fresh_key;
+    use std::sync::Arc;
+
+    /// The layer holds its store as `Arc<dyn SessionStore>`: the memory
+    /// store's immediate answers must reach it through that.
+    #[test]
+    fn answers_at_once_through_a_shared_trait_object() {
+        let store: Arc<dyn SessionStore> = Arc::new(MemoryStore::new());
+        let shared = Arc::new(store.clone());
+        let key = fresh_key();
+        assert_eq!(store.load_now(&key), Some(Ok(None)));
+        assert_eq!(shared.load_now(&key), Some(Ok(None)));
+        assert_eq!(
+            shared.apply_and_load_now(&key, &[], crate::now_millis()),
+            Some(Ok(None))
+        );
+    }
 
     fn wheel_entries(store: &MemoryStore) -> usize {
         store

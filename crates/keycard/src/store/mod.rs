@@ -121,9 +121,12 @@ pub trait SessionStore: Send + Sync + 'static {
     /// it at hand (one that keeps records in this process). `None`, the
     /// default, means "call `load`". The layer asks this first, so such a
     /// store's load costs no boxed future and no timeout; the answer must be
-    /// the one `load` would give. A wrapper store that adds anything to a
-    /// load (counting, delaying, failing calls) keeps the default, or the
-    /// layer would go around it.
+    /// the one `load` would give. It runs while the request's session is
+    /// locked and outside the store timeout, so it must never block: only a
+    /// store with nothing to wait for implements it. A wrapper store that
+    /// adds anything to a load (counting, delaying, failing calls) keeps the
+    /// default, or the layer would go around it; one that adds nothing
+    /// forwards it, or its inner store loses the fast path.
     ///
     /// ```
     /// use keycard::{MemoryStore, SessionKey, SessionStore};
@@ -138,7 +141,8 @@ pub trait SessionStore: Send + Sync + 'static {
 
     /// [`apply_and_load`](Self::apply_and_load) without waiting, as
     /// [`load_now`](Self::load_now) is to `load`: `None`, the default, means
-    /// "call `apply_and_load`".
+    /// "call `apply_and_load`". The same rules hold: never block, and a
+    /// wrapper that adds to the call keeps the default.
     fn apply_and_load_now(
         &self,
         key: &SessionKey,
