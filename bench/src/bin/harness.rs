@@ -72,6 +72,11 @@ struct Opts {
     profile: Option<String>,
 }
 
+const USAGE: &str = "usage: harness [--rounds N] [--seconds S] [--connections N] \
+[--variants a,b,...] [--server PATH] [--lua PATH] [--out DIR] [--writes-per-conn N] \
+[--server-cpu N] [--load-cpu N] [--profile VARIANT] [--smoke]
+Load rounds against every server variant on 127.0.0.1 (see bench/README.md).";
+
 fn parse_opts() -> Opts {
     let here = std::env::current_exe().expect("exe path");
     let bin_dir = here.parent().expect("bin dir").to_path_buf();
@@ -111,7 +116,14 @@ fn parse_opts() -> Opts {
                 o.seconds = 1.0;
                 o.writes_per_conn = 50;
             }
-            other => panic!("unknown argument {other}"),
+            "--help" | "-h" => {
+                println!("{USAGE}");
+                std::process::exit(0);
+            }
+            other => {
+                eprintln!("unknown argument {other}\n\n{USAGE}");
+                std::process::exit(2);
+            }
         }
     }
     // One CPU only: everything shares it (CPU per request still holds). Count
