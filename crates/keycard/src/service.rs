@@ -184,9 +184,9 @@ where
         SessionResponseFuture {
             phase: Phase::Handler {
                 respond: self.inner.call(request),
-                session,
-                on_error: layer.on_error.clone(),
             },
+            session,
+            on_error: layer.on_error.clone(),
         }
     }
 }
@@ -202,6 +202,8 @@ pin_project! {
     pub struct SessionResponseFuture<F, B> {
         #[pin]
         phase: Phase<F, B>,
+        session: Session,
+        on_error: ErrorResponder,
     }
 }
 
@@ -213,15 +215,11 @@ pin_project! {
         Handler {
             #[pin]
             respond: F,
-            session: Session,
-            on_error: ErrorResponder,
         },
         // The response waits here, not in the box: the box holds only the
         // store calls.
         Commit {
             commit: CommitFuture,
-            session: Session,
-            on_error: ErrorResponder,
             response: Option<Response<B>>,
         },
         Done,
@@ -236,14 +234,11 @@ where
     type Output = Result<Response<B>, E>;
 
     fn poll(self: Pin<&mut Self>, cx: &mut TaskContext<'_>) -> Poll<Self::Output> {
-        let mut phase = self.project().phase;
+        let this = self.project();
+        let (mut phase, session, on_error) = (this.phase, &*this.session, &*this.on_error);
         loop {
             match phase.as_mut().project() {
-                PhaseProj::Handler {
-                    respond,
-                    session,
-                    on_error,
-                } => {
+                PhaseProj::Handler { respond } => {
                     let response = match respond.poll(cx) {
                         Poll::Pending => return Poll::Pending,
                         Poll::Ready(Err(error)) => {
@@ -257,21 +252,13 @@ where
                         phase.set(Phase::Done);
                         return Poll::Ready(Ok(response));
                     }
-                    let (session, on_error) = (session.clone(), on_error.clone());
                     let committing = session.clone();
                     phase.set(Phase::Commit {
                         commit: Box::pin(async move { committing.commit().await }),
-                        session,
-                        on_error,
                         response: Some(response),
                     });
                 }
-                PhaseProj::Commit {
-                    commit,
-                    session,
-                    on_error,
-                    response,
-                } => {
+                PhaseProj::Commit { commit, response } => {
                     let committed = std::task::ready!(commit.as_mut().poll(cx));
                     let response = response
                         .take()
