@@ -173,8 +173,11 @@ impl Session {
     /// handler returns it: read such values with
     /// [`get_value`](Self::get_value), or a type that accepts both shapes.
     pub async fn get<T: DeserializeOwned>(&self, key: &str) -> Result<Option<T>, SessionError> {
-        match self.get_value(key).await? {
-            Some(value) => serde_json::from_value(value)
+        let state = self.loaded().await?;
+        // Deserialized from the stored value in place: no copy of a string
+        // or object just to read it.
+        match state.record.as_ref().and_then(|r| r.data.get(key)) {
+            Some(value) => T::deserialize(value)
                 .map(Some)
                 .map_err(SessionError::Deserialize),
             None => Ok(None),

@@ -27,6 +27,22 @@ fn app(store: ProbeStore, config: SessionConfig) -> Router {
             }),
         )
         .route(
+            "/typed/{key}",
+            routing::get(|Path(key): Path<String>, s: Session| async move {
+                // The same value read as three types: what each gives.
+                let text = match s.get::<String>(&key).await {
+                    Ok(v) => format!("{v:?}"),
+                    Err(e) => format!("error: {e}"),
+                };
+                let number = match s.get::<i64>(&key).await {
+                    Ok(v) => format!("{v:?}"),
+                    Err(keycard::SessionError::Deserialize(_)) => "not an i64".to_owned(),
+                    Err(e) => format!("error: {e}"),
+                };
+                format!("{text} {number}")
+            }),
+        )
+        .route(
             "/set/{key}/{value}",
             post(
                 |Path((key, value)): Path<(String, String)>, s: Session| async move {
@@ -135,6 +151,27 @@ async fn new_session_cookie_has_secure_defaults() {
         get(&base, "/get/theme", &id).await.text().await.unwrap(),
         "\"dark\""
     );
+}
+
+#[tokio::test]
+async fn typed_reads_deserialize_or_name_the_mismatch() {
+    let (base, _store) = start(SessionConfig::default()).await;
+    let id = new_session(&base).await;
+    let typed = |key: &'static str| {
+        let (base, id) = (base.clone(), id.clone());
+        async move {
+            get(&base, &format!("/typed/{key}"), &id)
+                .await
+                .text()
+                .await
+                .unwrap()
+        }
+    };
+    assert_eq!(typed("theme").await, "Some(\"dark\") not an i64");
+    assert_eq!(typed("absent").await, "None None");
+    post_with(&base, "/incr", &id).await;
+    let n = typed("n").await;
+    assert!(n.starts_with("error: ") && n.ends_with(" Some(1)"), "{n}");
 }
 
 #[tokio::test]
