@@ -164,6 +164,7 @@ pub struct Csrf<S> {
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Refusal {
     CrossSite,
+    SameSite,
     ForeignOrigin,
     NullOrigin,
     ForeignReferer,
@@ -175,6 +176,7 @@ impl Refusal {
     fn as_str(self) -> &'static str {
         match self {
             Refusal::CrossSite => "sec-fetch-site cross-site",
+            Refusal::SameSite => "sec-fetch-site same-site",
             Refusal::ForeignOrigin => "origin not allowed",
             Refusal::NullOrigin => "origin null",
             Refusal::ForeignReferer => "referer not allowed",
@@ -210,7 +212,8 @@ fn check_origin(
     match headers.get("sec-fetch-site").and_then(|v| v.to_str().ok()) {
         Some("same-origin") | Some("none") => return Ok(()),
         Some("same-site") if config.allow_same_site => return Ok(()),
-        Some("same-site") | Some("cross-site") => return Err(Refusal::CrossSite),
+        Some("same-site") => return Err(Refusal::SameSite),
+        Some("cross-site") => return Err(Refusal::CrossSite),
         _ => {}
     }
     // Host names are case-insensitive; browsers send the Origin in lower case.
@@ -494,7 +497,7 @@ mod tests {
         );
         assert_eq!(
             check(&config, &headers(&[("sec-fetch-site", "same-site")])),
-            Err(Refusal::CrossSite)
+            Err(Refusal::SameSite)
         );
         assert_eq!(
             check(
