@@ -5,14 +5,17 @@
 /// Accepted: an absolute path (`/account?tab=1`). Refused: scheme-relative
 /// (`//evil.example`), backslash tricks (`/\evil.example`, which browsers
 /// read as `//`), any scheme (`https:`, `javascript:`), control characters
-/// (CR/LF header injection) and the percent-encoded forms of all of these
-/// (`%2F%2F`, `%5C`, `%0d%0a`), so a decoding step later cannot revive them.
+/// (CR/LF header injection), whitespace, dot segments (`/..//evil.example`,
+/// which a browser resolves to the path `//evil.example`) and the
+/// percent-encoded forms of all of these (`%2F%2F`, `%5C`, `%0d%0a`, `%2e%2e`),
+/// so a decoding step later cannot revive them.
 ///
 /// ```
 /// use keycard::auth::safe_next;
 /// assert_eq!(safe_next("/account"), Some("/account"));
 /// for bad in ["//evil.com", "/\\evil.com", "https://evil.com", "javascript:alert(1)",
-///             "/%2F%2Fevil.com", "/%5Cevil.com", "/a%0d%0aSet-Cookie:x", "account"] {
+///             "/%2F%2Fevil.com", "/%5Cevil.com", "/a%0d%0aSet-Cookie:x", "account",
+///             "/ /evil.com", "/..//evil.com", "/a/%2e%2e/b"] {
 ///     assert_eq!(safe_next(bad), None, "{bad}");
 /// }
 /// ```
@@ -25,14 +28,20 @@ pub fn safe_next(next: &str) -> Option<&str> {
     if bytes.get(1).is_some_and(|b| *b == b'/' || *b == b'\\') {
         return None;
     }
-    if decoded.chars().any(|c| c.is_control() || c == '\\') {
+    // Whitespace as typed, not decoded: `%20` in a query is a value's space.
+    if next.chars().any(char::is_whitespace) || decoded.chars().any(|c| c.is_control() || c == '\\')
+    {
         return None;
     }
     // A colon before the first slash or query would be a scheme; after the
     // leading slash none can appear in a path we issue, so refuse it outright
     // in the path part.
     let path = decoded.split(['?', '#']).next().unwrap_or("");
-    if path.contains(':') {
+    if path.contains(':')
+        || path
+            .split('/')
+            .any(|segment| segment == "." || segment == "..")
+    {
         return None;
     }
     Some(next)
@@ -97,6 +106,9 @@ mod tests {
             "/account",
             "/a/b?x=1&y=%20#frag",
             "/sessions?next=%2Faccount",
+            "/search?q=a%20b",
+            "/a..b/.c/..d",
+            "/x?path=/../y",
         ] {
             assert_eq!(safe_next(ok), Some(ok));
         }
@@ -126,6 +138,14 @@ mod tests {
             "/x\t",
             "/%E0%A4%A",
             "/ok:colon",
+            "/ /evil.com",
+            "/a b",
+            "/..//evil.com",
+            "/a/../b",
+            "/./x",
+            "/a/%2e%2e/b",
+            "/a/%2E/b",
+            "/..",
         ] {
             assert_eq!(safe_next(bad), None, "{bad:?}");
         }
