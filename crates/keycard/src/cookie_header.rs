@@ -1,8 +1,10 @@
 //! Finding one cookie in a request's `Cookie` headers.
 //!
-//! Names are compared byte for byte after the single space that RFC 6265
-//! §4.2.1 puts between pairs, so look-alikes (`__HOST-keycard`,
-//! `  __Host-keycard`) are other cookies. A name sent twice is ambiguous (one
+//! Pairs are separated by `; `, exactly as RFC 6265 §4.2.1 writes the header
+//! (a `;` followed by anything but a space is part of the pair it is in; one
+//! `;` closing the header is tolerated), and names are compared byte for
+//! byte, so look-alikes (`__HOST-keycard`, `  __Host-keycard`,
+//! `a=b;__Host-keycard`) are other cookies. A name sent twice is ambiguous (one
 //! of them may have been planted by a sibling subdomain or a network attacker),
 //! so it counts as absent: the request proceeds without a session.
 //!
@@ -116,17 +118,15 @@ pub(crate) fn locate_cookie<'a>(headers: &'a HeaderMap, name: &str) -> Located<'
         let mut at = 0; // where the current pair starts
         loop {
             let rest = bytes.get(at..).unwrap_or_default();
-            let len = memchr::memchr(b';', rest).unwrap_or(rest.len());
+            let len = pair_len(rest);
             let pair = &rest[..len];
-            let skip = usize::from(pair.first() == Some(&b' '));
-            let pair = &pair[skip..];
             if let Some(eq) = memchr::memchr(b'=', pair) {
                 if &pair[..eq] == name.as_bytes() {
                     let value = &pair[eq + 1..];
                     if !matches!(found, Located::Absent) || value.len() > MAX_COOKIE_VALUE {
                         return Located::Ambiguous;
                     }
-                    let start = at + skip + eq + 1;
+                    let start = at + eq + 1;
                     let end = start + value.len() - usize::from(value.last() == Some(&b' '));
                     let valid =
                         all_visible || bytes.get(start..end).and_then(visible_ascii).is_some();
@@ -139,10 +139,24 @@ pub(crate) fn locate_cookie<'a>(headers: &'a HeaderMap, name: &str) -> Located<'
             if len == rest.len() {
                 break;
             }
-            at += len + 1;
+            at += len + 2;
         }
     }
     found
+}
+
+/// The length of the pair `rest` starts with: up to the next `; `, a `;`
+/// that ends the header, or the end.
+fn pair_len(rest: &[u8]) -> usize {
+    let mut from = 0;
+    while let Some(found) = memchr::memchr(b';', rest.get(from..).unwrap_or_default()) {
+        let semicolon = from + found;
+        match rest.get(semicolon + 1) {
+            Some(b' ') | None => return semicolon,
+            Some(_) => from = semicolon + 1,
+        }
+    }
+    rest.len()
 }
 
 /// `bytes` as text if every byte is visible ASCII, space or tab (the bytes
@@ -179,6 +193,24 @@ mod tests {
         assert_eq!(find_cookie(&h, "__Host-keycard"), CookieLookup::Absent);
         let h = headers(&["__Host-keycard=abc"]);
         assert_eq!(find_cookie(&h, "__Host-keycard"), CookieLookup::One("abc"));
+    }
+
+    #[test]
+    fn pairs_are_separated_by_semicolon_space_only() {
+        for (header, expected) in [
+            ("a=b; __Host-keycard=abc", CookieLookup::One("abc")),
+            ("__Host-keycard=abc; a=b", CookieLookup::One("abc")),
+            ("__Host-keycard=abc;", CookieLookup::One("abc")),
+            ("a=b; __Host-keycard=abc;", CookieLookup::One("abc")),
+            // Not as a browser writes it: part of the pair before.
+            ("a=b;__Host-keycard=abc", CookieLookup::Absent),
+            ("a=b;\t__Host-keycard=abc", CookieLookup::Absent),
+            ("a=b;  __Host-keycard=abc", CookieLookup::Absent),
+            ("__Host-keycard=abc;x=1", CookieLookup::One("abc;x=1")),
+        ] {
+            let h = headers(&[header]);
+            assert_eq!(find_cookie(&h, "__Host-keycard"), expected, "{header:?}");
+        }
     }
 
     #[test]
@@ -243,8 +275,8 @@ mod tests {
     fn reference<'a>(headers: &'a [&'a str], name: &str) -> CookieLookup<'a> {
         let mut found = CookieLookup::Absent;
         for text in headers {
-            for pair in text.split(';') {
-                let pair = pair.strip_prefix(' ').unwrap_or(pair);
+            let text = text.strip_suffix(';').unwrap_or(text);
+            for pair in text.split("; ") {
                 let Some((pair_name, value)) = pair.split_once('=') else {
                     continue;
                 };
