@@ -35,6 +35,8 @@ use tower_service::Service;
 /// let layer = HttpsRedirectLayer::new(8443);
 /// assert_eq!(layer.location("127.0.0.1:8080", "/a?b=1"), Some("https://127.0.0.1:8443/a?b=1".to_string()));
 /// assert_eq!(layer.location("evil.com/x", "/"), None);
+/// // `OPTIONS *` names no page: the site's root.
+/// assert_eq!(layer.location("127.0.0.1:8080", "*"), Some("https://127.0.0.1:8443/".to_string()));
 /// ```
 #[derive(Clone, Debug)]
 pub struct HttpsRedirectLayer {
@@ -79,8 +81,15 @@ impl HttpsRedirectLayer {
         self
     }
 
-    /// The HTTPS URL for a request to `host` (the Host header) and `path_and_query`.
+    /// The HTTPS URL for a request to `host` (the Host header) and
+    /// `path_and_query` (anything but an absolute path, such as the `*` of
+    /// `OPTIONS *`, goes to the root).
     pub fn location(&self, host: &str, path_and_query: &str) -> Option<String> {
+        let path_and_query = if path_and_query.starts_with('/') {
+            path_and_query
+        } else {
+            "/"
+        };
         let hostname = match host.strip_prefix('[') {
             Some(rest) => format!("[{}]", rest.split(']').next()?),
             None => host.split(':').next()?.to_owned(),
