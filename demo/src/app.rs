@@ -3,8 +3,9 @@
 use crate::render::{self, Templates};
 use crate::routes;
 use crate::users::Users;
-use axum::extract::DefaultBodyLimit;
+use axum::extract::{DefaultBodyLimit, Request};
 use axum::http::{header, HeaderValue};
+use axum::middleware::Next;
 use axum::response::Response;
 use axum::routing::{delete, get, post};
 use axum::Router;
@@ -80,6 +81,7 @@ pub fn router(state: AppState, sessions: SessionLayer) -> Router {
         .route_layer(CsrfLayer::default())
         .layer(auth)
         .layer(sessions)
+        .layer(axum::middleware::from_fn(api_errors_as_json))
         .layer(axum::middleware::map_response(security_headers))
         .layer(query_secrets())
         .layer(HeaderLimitLayer::default())
@@ -105,6 +107,48 @@ async fn stylesheet() -> Response {
         HeaderValue::from_static("public, max-age=3600"),
     );
     response
+}
+
+/// The API answers in JSON, its errors too: a refusal that a layer or an
+/// extractor wrote as text or HTML (a CSRF failure, a store outage's 503, a
+/// body over the limit, a 404) is rewrapped as
+/// `{"error": "<status slug>", "message": "<the text>"}`, status and other
+/// headers unchanged. Errors already in JSON pass as they are.
+async fn api_errors_as_json(request: Request, next: Next) -> Response {
+    let is_api = request.uri().path().starts_with("/api/");
+    let response = next.run(request).await;
+    let status = response.status();
+    let is_json = response
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.contains("json"));
+    if !is_api || is_json || !(status.is_client_error() || status.is_server_error()) {
+        return response;
+    }
+    let is_text = response
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.starts_with("text/plain"));
+    let (mut parts, body) = response.into_parts();
+    // Error texts are short; anything else is not worth repeating.
+    let text = match axum::body::to_bytes(body, 4096).await {
+        Ok(bytes) if is_text && !bytes.is_empty() => String::from_utf8_lossy(&bytes).into_owned(),
+        _ => status.canonical_reason().unwrap_or("Error").to_owned(),
+    };
+    let slug = status
+        .canonical_reason()
+        .unwrap_or("error")
+        .to_ascii_lowercase()
+        .replace([' ', '-'], "_");
+    parts.headers.remove(header::CONTENT_LENGTH);
+    parts.headers.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
+    let body = serde_json::json!({ "error": slug, "message": text }).to_string();
+    Response::from_parts(parts, body.into())
 }
 
 /// Headers every page gets: no framing, no sniffing, no foreign resources, no

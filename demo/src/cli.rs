@@ -33,11 +33,11 @@ pub struct Args {
     pub store: Option<String>,
 
     /// Idle timeout, e.g. 90s, 30m, 8h.
-    #[arg(long, env = "KEYCARD_IDLE_TIMEOUT", default_value = "30m", value_parser = parse_duration)]
+    #[arg(long, env = "KEYCARD_IDLE_TIMEOUT", default_value = "30m", value_parser = parse_duration, allow_hyphen_values = true)]
     pub idle_timeout: Duration,
 
     /// Absolute timeout from login, e.g. 8h.
-    #[arg(long, env = "KEYCARD_ABSOLUTE_TIMEOUT", default_value = "8h", value_parser = parse_duration)]
+    #[arg(long, env = "KEYCARD_ABSOLUTE_TIMEOUT", default_value = "8h", value_parser = parse_duration, allow_hyphen_values = true)]
     pub absolute_timeout: Duration,
 
     /// Bind sessions to the client address: off, subnet (/24, /64) or exact.

@@ -82,6 +82,13 @@ async fn run(args: cli::Args) -> Result<(), String> {
     for net in &args.trusted_proxy {
         resolver = resolver.trust(*net);
     }
+    if args.idle_timeout > args.absolute_timeout {
+        tracing::warn!(
+            idle = ?args.idle_timeout,
+            absolute = ?args.absolute_timeout,
+            "--idle-timeout is longer than --absolute-timeout: sessions end at the absolute timeout"
+        );
+    }
     let config = SessionConfig::default()
         .with_idle_timeout(args.idle_timeout)
         .with_absolute_timeout(args.absolute_timeout)

@@ -100,6 +100,12 @@ async fn register_login_account_logout() {
     }
     assert!(!set_cookie.contains("Max-Age") && !set_cookie.contains("Domain"));
     assert_eq!(browser.signed_in_as().await.as_deref(), Some(name.as_str()));
+    // Every page's header offers the logout, the login, registration and
+    // 404 pages included.
+    for path in ["/", "/login", "/register", "/no-such-page", "/preferences"] {
+        let page = browser.text(path).await;
+        assert!(page.contains("action=\"/logout\""), "{path}: {page}");
+    }
     let account = browser.get("/account").await;
     assert_eq!(account.status(), 200);
     assert_eq!(account.headers()["cache-control"], "no-store");
@@ -242,6 +248,8 @@ async fn login_required_and_safe_next() {
         "https://evil.example",
         "javascript:alert(1)",
         "/%2F%2Fevil.example",
+        "/ /evil.example",
+        "/..//evil.example",
     ] {
         let mut b = Browser::new(&demo.https);
         let response = b
@@ -419,6 +427,17 @@ async fn csrf_failures_are_403_change_nothing_and_set_no_cookie() {
         .header("sec-fetch-site", "cross-site")
         .form(&[("csrf_token", &token)]);
     assert_eq!(victim.send(request).await.status(), 403);
+    // On the API the refusal is JSON, as every API error is.
+    let request = victim.client.post(format!("{}/api/tokens", demo.https));
+    let response = victim.send(request).await;
+    assert_eq!(response.status(), 403);
+    assert!(response.headers().get("set-cookie").is_none());
+    let body: serde_json::Value = response.json().await.unwrap();
+    assert_eq!(body["error"], "forbidden", "{body}");
+    let missing = victim.get("/api/no-such-thing").await;
+    assert_eq!(missing.status(), 404);
+    let body: serde_json::Value = missing.json().await.unwrap();
+    assert_eq!(body["error"], "not_found", "{body}");
     let prefs: serde_json::Value = victim.get("/api/preferences").await.json().await.unwrap();
     assert_eq!(prefs["background_color"], "#ffffff");
     assert_eq!(victim.signed_in_as().await.as_deref(), Some(name.as_str()));
@@ -519,6 +538,17 @@ async fn secrets_in_urls_oversized_headers_and_bodies_are_refused() {
         .header("content-type", "application/x-www-form-urlencoded")
         .body(body);
     assert_eq!(browser.send(request).await.status(), 413);
+    // With the token in the header, the form itself is what is too large,
+    // and the answer says so.
+    let request = browser
+        .client
+        .post(format!("{}/preferences", demo.https))
+        .header("content-type", "application/x-www-form-urlencoded")
+        .header("x-csrf-token", &token)
+        .body(format!("theme=dark&pad={}", "x".repeat(70 * 1024)));
+    let response = browser.send(request).await;
+    assert_eq!(response.status(), 413);
+    assert_eq!(response.text().await.unwrap(), "Request body too large.");
 }
 
 /// A form sent as `multipart/form-data` (`curl -F`, some HTTP clients), with
@@ -666,11 +696,23 @@ async fn bearer_tokens_for_api_clients() {
         .unwrap();
     assert_eq!(minted.status(), 403, "a token cannot mint more tokens");
     // Nor use the account forms (CSRF does not apply to it).
-    for path in ["/sessions/revoke-others", "/sessions/revoke", "/reauth"] {
+    // A token is never a fresh login: the password change is refused too,
+    // not sent to re-authenticate.
+    for path in [
+        "/sessions/revoke-others",
+        "/sessions/revoke",
+        "/reauth",
+        "/password",
+    ] {
         let refused = api
             .post(format!("{}{path}", demo.https))
             .bearer_auth(&bearer)
-            .form(&[("session", "x"), ("password", "wrong")])
+            .form(&[
+                ("session", "x"),
+                ("password", "wrong"),
+                ("current_password", "correct horse battery"),
+                ("new_password", "another horse battery"),
+            ])
             .send()
             .await
             .unwrap();
@@ -956,6 +998,8 @@ async fn healthz_answers() {
 fn bad_flags_exit_non_zero_naming_the_flag() {
     for (args, flag) in [
         (vec!["--idle-timeout", "soon"], "--idle-timeout"),
+        (vec!["--idle-timeout", "-5m"], "--idle-timeout"),
+        (vec!["--absolute-timeout", "-1h"], "--absolute-timeout"),
         (vec!["--bind-ip", "sometimes"], "--bind-ip"),
         (vec!["--store", "mongodb://x"], "--store"),
         (vec!["--https", "not-an-address"], "--https"),
@@ -1177,6 +1221,10 @@ async fn a_store_outage_is_503_without_cookies_and_recovers() {
             "{path} took {:?}",
             started.elapsed()
         );
+        if path.starts_with("/api/") {
+            let body: serde_json::Value = response.json().await.unwrap();
+            assert_eq!(body["error"], "service_unavailable", "{path}");
+        }
     }
     redis.thaw();
     assert_eq!(

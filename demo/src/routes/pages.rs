@@ -5,7 +5,8 @@ use crate::app::AppState;
 use crate::prefs;
 use crate::render::{self, notice, page, Page};
 use crate::users::{User, Users};
-use axum::extract::{Form, Query, State};
+use axum::extract::{Form, FromRequestParts, Query, State};
+use axum::http::request::Parts;
 use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Response};
 use keycard::auth::{safe_next, Auth, CurrentUser, FreshUser, Throttled};
@@ -43,11 +44,10 @@ impl<S: Send + Sync> axum::extract::FromRequest<S> for Fields {
         } else {
             match Form::<Vec<(String, String)>>::from_request(request, state).await {
                 Ok(Form(fields)) => fields,
-                Err(rejection) => return Err((
+                Err(rejection) => return Err(bad_form(
                     rejection.status(),
                     "Bad form: send application/x-www-form-urlencoded or multipart/form-data fields.",
-                )
-                    .into_response()),
+                )),
             }
         };
         // A field sent twice is ambiguous (parameter pollution): refused.
@@ -59,6 +59,17 @@ impl<S: Send + Sync> axum::extract::FromRequest<S> for Fields {
         }
         Ok(Fields(fields))
     }
+}
+
+/// A form that could not be read: too large (413, whatever the encoding), or
+/// `problem`.
+fn bad_form(status: StatusCode, problem: &'static str) -> Response {
+    let message = if status == StatusCode::PAYLOAD_TOO_LARGE {
+        "Request body too large."
+    } else {
+        problem
+    };
+    (status, message).into_response()
 }
 
 fn is_multipart(headers: &axum::http::HeaderMap) -> bool {
@@ -75,14 +86,7 @@ async fn multipart_fields<S: Send + Sync>(
     state: &S,
 ) -> std::result::Result<Vec<(String, String)>, Response> {
     use axum::extract::{FromRequest, Multipart};
-    let bad = |status: StatusCode| {
-        let message = if status == StatusCode::PAYLOAD_TOO_LARGE {
-            "Request body too large."
-        } else {
-            "Bad form: malformed multipart/form-data body."
-        };
-        (status, message).into_response()
-    };
+    let bad = |status| bad_form(status, "Bad form: malformed multipart/form-data body.");
     let mut multipart = Multipart::from_request(request, state)
         .await
         .map_err(|rejection| bad(rejection.status()))?;
@@ -115,7 +119,10 @@ fn all_distinct(fields: &[(String, String)]) -> bool {
 struct NoExtra {}
 
 /// Builds the common page context: the user's name, preferences, a CSRF
-/// token when the page has forms (or a logout button), and a notice.
+/// token when the page has forms (or a logout button), and a notice. `user`
+/// is the signed-in user when the handler has it already; without it the
+/// login is looked up, so every page's header (and its logout button) shows
+/// who is signed in, the login and 404 pages included.
 async fn context<T: Serialize>(
     auth: &A,
     user: Option<&User>,
@@ -123,6 +130,14 @@ async fn context<T: Serialize>(
     message: Option<&'static str>,
     extra: T,
 ) -> Result<Page<T>> {
+    let looked_up;
+    let user = match user {
+        Some(user) => Some(user),
+        None => {
+            looked_up = auth.user().await?;
+            looked_up.as_ref()
+        }
+    };
     let prefs = prefs::load(auth.session()).await?;
     let csrf_token = if with_token || user.is_some() {
         Some(csrf::token(auth.session()).await?)
@@ -250,10 +265,12 @@ fn too_many(throttled: Throttled) -> Response {
 
 const INVALID_LOGIN: &str = "Invalid username or password.";
 
-pub async fn login(State(state): State<AppState>, auth: A, fields: Fields) -> Result<Response> {
-    if let Some(refused) = browser_only(&auth) {
-        return Ok(refused);
-    }
+pub async fn login(
+    _: BrowserOnly,
+    State(state): State<AppState>,
+    auth: A,
+    fields: Fields,
+) -> Result<Response> {
     let username = fields.get("username").unwrap_or("").trim().to_owned();
     let password = fields.get("password").unwrap_or("").to_owned();
     let next = fields
@@ -330,10 +347,12 @@ fn valid_username(name: &str) -> bool {
     (1..=MAX_USERNAME).contains(&name.len()) && name.bytes().all(|b| (b' '..=b'~').contains(&b))
 }
 
-pub async fn register(State(state): State<AppState>, auth: A, fields: Fields) -> Result<Response> {
-    if let Some(refused) = browser_only(&auth) {
-        return Ok(refused);
-    }
+pub async fn register(
+    _: BrowserOnly,
+    State(state): State<AppState>,
+    auth: A,
+    fields: Fields,
+) -> Result<Response> {
     let username = fields.get("username").unwrap_or("").trim();
     let password = fields.get("password").unwrap_or("");
     let error = if !valid_username(username) {
@@ -528,14 +547,12 @@ pub async fn sessions(
 }
 
 pub async fn revoke(
+    _: BrowserOnly,
     State(state): State<AppState>,
     auth: A,
     CurrentUser(user): CurrentUser<Users>,
     fields: Fields,
 ) -> Result<Response> {
-    if let Some(refused) = browser_only(&auth) {
-        return Ok(refused);
-    }
     let Some(handle) = fields.get("session") else {
         return Ok((
             StatusCode::BAD_REQUEST,
@@ -568,22 +585,40 @@ pub async fn revoke(
 /// re-authentication, the password) are for browser sessions: a request with
 /// an API token skips the CSRF check, so it must not log anyone in (nor set
 /// a remember-me cookie), and a stolen token must not end the user's browser
-/// sessions or guess at their password.
-fn browser_only(auth: &A) -> Option<Response> {
-    auth.session().is_bearer().then(|| {
-        (
+/// sessions or guess at their password. As the first extractor of those
+/// handlers it refuses such a request (403) before any other check answers
+/// (a token is never a fresh login: without this, a password change by token
+/// would be sent to re-authenticate instead of refused).
+pub struct BrowserOnly;
+
+impl<S: Send + Sync> FromRequestParts<S> for BrowserOnly {
+    type Rejection = Response;
+
+    async fn from_request_parts(
+        parts: &mut Parts,
+        _state: &S,
+    ) -> std::result::Result<Self, Response> {
+        let bearer = parts
+            .extensions
+            .get::<keycard::Session>()
+            .is_some_and(keycard::Session::is_bearer);
+        if !bearer {
+            return Ok(BrowserOnly);
+        }
+        Err((
             StatusCode::FORBIDDEN,
             [(header::CACHE_CONTROL, "no-store")],
             "This form is for a signed-in browser, not an API token.",
         )
-            .into_response()
-    })
+            .into_response())
+    }
 }
 
-pub async fn revoke_others(auth: A, CurrentUser(_user): CurrentUser<Users>) -> Result<Response> {
-    if let Some(refused) = browser_only(&auth) {
-        return Ok(refused);
-    }
+pub async fn revoke_others(
+    _: BrowserOnly,
+    auth: A,
+    CurrentUser(_user): CurrentUser<Users>,
+) -> Result<Response> {
     auth.revoke_other_sessions().await?;
     Ok(see_other("/sessions?m=others"))
 }
@@ -642,14 +677,12 @@ async fn check_own_password(
 }
 
 pub async fn reauth(
+    _: BrowserOnly,
     State(state): State<AppState>,
     auth: A,
     CurrentUser(user): CurrentUser<Users>,
     fields: Fields,
 ) -> Result<Response> {
-    if let Some(refused) = browser_only(&auth) {
-        return Ok(refused);
-    }
     let password = fields.get("password").unwrap_or("");
     let next = fields
         .get("next")
@@ -690,14 +723,12 @@ pub async fn reauth(
 }
 
 pub async fn change_password(
+    _: BrowserOnly,
     State(state): State<AppState>,
     auth: A,
     FreshUser(user): FreshUser<Users>,
     fields: Fields,
 ) -> Result<Response> {
-    if let Some(refused) = browser_only(&auth) {
-        return Ok(refused);
-    }
     let current = fields.get("current_password").unwrap_or("");
     let new = fields.get("new_password").unwrap_or("");
     let correct = match check_own_password(&state, &auth, &user, current).await? {
