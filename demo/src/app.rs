@@ -111,9 +111,8 @@ async fn stylesheet() -> Response {
 
 /// The API answers in JSON, its errors too: a refusal that a layer or an
 /// extractor wrote as text or HTML (a CSRF failure, a store outage's 503, a
-/// body over the limit, a 404) is rewrapped as
-/// `{"error": "<status slug>", "message": "<the text>"}`, status and other
-/// headers unchanged. Errors already in JSON pass as they are.
+/// body over the limit, a 404) is rewrapped by [`routes::json_error`], status
+/// and other headers unchanged. Errors already in JSON pass as they are.
 async fn api_errors_as_json(request: Request, next: Next) -> Response {
     let is_api = request.uri().path().starts_with("/api/");
     let response = next.run(request).await;
@@ -131,24 +130,19 @@ async fn api_errors_as_json(request: Request, next: Next) -> Response {
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
         .is_some_and(|v| v.starts_with("text/plain"));
-    let (mut parts, body) = response.into_parts();
+    let (parts, body) = response.into_parts();
     // Error texts are short; anything else is not worth repeating.
     let text = match axum::body::to_bytes(body, 4096).await {
         Ok(bytes) if is_text && !bytes.is_empty() => String::from_utf8_lossy(&bytes).into_owned(),
         _ => status.canonical_reason().unwrap_or("Error").to_owned(),
     };
-    let slug = status
-        .canonical_reason()
-        .unwrap_or("error")
-        .to_ascii_lowercase()
-        .replace([' ', '-'], "_");
-    parts.headers.remove(header::CONTENT_LENGTH);
-    parts.headers.insert(
-        header::CONTENT_TYPE,
-        HeaderValue::from_static("application/json"),
-    );
-    let body = serde_json::json!({ "error": slug, "message": text }).to_string();
-    Response::from_parts(parts, body.into())
+    let mut json = routes::json_error(status, &text);
+    for (name, value) in &parts.headers {
+        if name != header::CONTENT_TYPE && name != header::CONTENT_LENGTH {
+            json.headers_mut().append(name, value.clone());
+        }
+    }
+    json
 }
 
 /// Headers every page gets: no framing, no sniffing, no foreign resources, no

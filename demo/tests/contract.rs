@@ -340,7 +340,11 @@ async fn preferences_work_anonymously_survive_login_and_validate() {
         .patch(format!("{}/api/preferences", demo.https))
         .header("x-csrf-token", &token)
         .json(&serde_json::json!({"theme": "neon"}));
-    assert_eq!(browser.send(bad).await.status(), 400);
+    let bad = browser.send(bad).await;
+    assert_eq!(bad.status(), 400);
+    let body: serde_json::Value = bad.json().await.unwrap();
+    assert_eq!(body["error"], "bad_request", "{body}");
+    assert!(body["message"].as_str().unwrap().contains("theme"), "{body}");
     let unknown = browser
         .client
         .patch(format!("{}/api/preferences", demo.https))

@@ -22,12 +22,8 @@ pub async fn get_preferences(auth: A) -> Result<Response> {
     Ok(Json(prefs::load(auth.session()).await?).into_response())
 }
 
-fn bad_request(message: impl Into<String>) -> Response {
-    (
-        StatusCode::BAD_REQUEST,
-        Json(json!({ "error": message.into() })),
-    )
-        .into_response()
+fn bad_request(message: &str) -> Response {
+    super::json_error(StatusCode::BAD_REQUEST, message)
 }
 
 pub async fn patch_preferences(
@@ -38,15 +34,14 @@ pub async fn patch_preferences(
         Ok(Json(Value::Object(fields))) => fields,
         Ok(Json(_)) => return Ok(bad_request("expected a JSON object")),
         Err(rejection) => {
-            return Ok((
+            return Ok(super::json_error(
                 rejection.status(),
-                Json(json!({ "error": rejection.body_text() })),
-            )
-                .into_response())
+                &rejection.body_text(),
+            ))
         }
     };
     if let Err(message) = prefs::save(auth.session(), &fields).await? {
-        return Ok(bad_request(message));
+        return Ok(bad_request(&message));
     }
     Ok(Json(prefs::load(auth.session()).await?).into_response())
 }

@@ -50,3 +50,17 @@ impl From<crate::users::UsersError> for AppError {
 }
 
 pub type Result<T> = std::result::Result<T, AppError>;
+
+/// An API error: `{"error": "<status in snake case>", "message": "…"}`.
+pub fn json_error(status: StatusCode, message: &str) -> Response {
+    let code = status
+        .canonical_reason()
+        .unwrap_or("error")
+        .to_ascii_lowercase()
+        .replace([' ', '-'], "_");
+    (
+        status,
+        axum::Json(serde_json::json!({ "error": code, "message": message })),
+    )
+        .into_response()
+}
