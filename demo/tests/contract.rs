@@ -344,7 +344,10 @@ async fn preferences_work_anonymously_survive_login_and_validate() {
     assert_eq!(bad.status(), 400);
     let body: serde_json::Value = bad.json().await.unwrap();
     assert_eq!(body["error"], "bad_request", "{body}");
-    assert!(body["message"].as_str().unwrap().contains("theme"), "{body}");
+    assert!(
+        body["message"].as_str().unwrap().contains("theme"),
+        "{body}"
+    );
     let unknown = browser
         .client
         .patch(format!("{}/api/preferences", demo.https))

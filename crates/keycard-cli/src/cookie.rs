@@ -272,6 +272,12 @@ fn flask_codec(secret: &str, fallbacks: &[String]) -> Result<FlaskCodec, Failure
         // Flask itself has no session at all with an empty SECRET_KEY.
         return Err(Failure::new("the Flask secret key is empty"));
     }
+    if fallbacks.iter().any(String::is_empty) {
+        // Anyone can sign with an empty key: keycard's codec never uses one.
+        return Err(Failure::new(
+            "a --fallback secret is empty (keycard never verifies with an empty key)",
+        ));
+    }
     Ok(FlaskCodec::new(secret).with_fallbacks(fallbacks))
 }
 

@@ -23,9 +23,39 @@ pub fn print(text: &str) -> Result<(), Failure> {
 
 /// Prints `value` as one pretty JSON document and a newline.
 pub fn print_json(value: &serde_json::Value) -> Result<(), Failure> {
+    print(&(json_text(value)? + "\n"))
+}
+
+/// `value` as pretty JSON that is safe on a terminal: JSON escapes only the
+/// C0 controls, so the other [terminal hazards](terminal_hazard) in its
+/// strings are written as `\uXXXX` escapes too (the same JSON value).
+fn json_text(value: &serde_json::Value) -> Result<String, Failure> {
     let text = serde_json::to_string_pretty(value)
         .map_err(|e| Failure::new(format!("cannot format JSON: {e}")))?;
-    print(&(text + "\n"))
+    let mut out = String::with_capacity(text.len());
+    for c in text.chars() {
+        if terminal_hazard(c) {
+            out.push_str(&format!("\\u{:04x}", u32::from(c)));
+        } else {
+            out.push(c);
+        }
+    }
+    Ok(out)
+}
+
+/// Characters a terminal acts on besides the C0 controls: DEL, the C1
+/// controls (U+009B is CSI, the same as ESC `[`), the bidirectional marks and
+/// overrides (they reorder what the operator reads) and the line and
+/// paragraph separators.
+fn terminal_hazard(c: char) -> bool {
+    matches!(
+        c,
+        '\u{7f}'..='\u{9f}'
+            | '\u{200e}'
+            | '\u{200f}'
+            | '\u{2028}'..='\u{202e}'
+            | '\u{2066}'..='\u{2069}'
+    )
 }
 
 /// A warning on stderr (the result still goes to stdout).
@@ -34,12 +64,13 @@ pub fn warn(message: &str) {
 }
 
 /// Text from a store or a cookie, safe to print on a terminal: control
-/// characters (a User-Agent is attacker-chosen, and an escape sequence in it
-/// could rewrite the operator's screen) are shown escaped, as `\u{1b}`.
+/// characters and the other [terminal hazards](terminal_hazard) (a
+/// User-Agent is attacker-chosen, and an escape sequence in it could rewrite
+/// the operator's screen) are shown escaped, as `\u{1b}`.
 pub fn sanitize(text: &str) -> String {
     let mut out = String::with_capacity(text.len());
     for c in text.chars() {
-        if c.is_control() {
+        if c.is_control() || terminal_hazard(c) {
             out.extend(c.escape_default());
         } else {
             out.push(c);
@@ -161,8 +192,30 @@ mod tests {
     #[test]
     fn control_characters_are_escaped() {
         assert_eq!(sanitize("a\u{1b}[2Jb\n"), "a\\u{1b}[2Jb\\n");
+        assert_eq!(
+            sanitize("\u{7f}\u{9b}2J\u{202e}é"),
+            "\\u{7f}\\u{9b}2J\\u{202e}é"
+        );
         assert_eq!(truncate("abcdef", 4), "abc…");
         assert_eq!(truncate("abc", 4), "abc");
+    }
+
+    #[test]
+    fn json_escapes_terminal_hazards_and_keeps_the_value() {
+        let value = serde_json::json!({"ua": "a\u{1b}[2J\u{7f}\u{9b}\u{202e}\u{2028}é", "n": 1});
+        let text = json_text(&value).unwrap();
+        assert!(
+            !text.chars().any(|c| terminal_hazard(c) || c == '\u{1b}'),
+            "{text}"
+        );
+        assert!(
+            text.contains("\\u007f") && text.contains("\\u202e"),
+            "{text}"
+        );
+        assert_eq!(
+            serde_json::from_str::<serde_json::Value>(&text).unwrap(),
+            value
+        );
     }
 
     #[test]

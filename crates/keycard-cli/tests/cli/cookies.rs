@@ -309,6 +309,34 @@ fn flask_cookies_are_sealed_and_inspected() {
     ])
     .json();
     assert_eq!(shown["stale_key"], true);
+    keycard(&[
+        "cookie",
+        "inspect",
+        "--secret",
+        "new",
+        "--fallback",
+        "",
+        value.trim_end(),
+    ])
+    .fails_with("--fallback secret is empty");
+    // Text from the cookie is printed with terminal controls escaped: DEL,
+    // CSI (U+009B) and a right-to-left override, as JSON escapes.
+    let value = keycard(&[
+        "cookie",
+        "seal",
+        "--secret",
+        "s3cret",
+        r#"{"ua":"\u007f\u009b2J\u202e"}"#,
+    ])
+    .ok()
+    .stdout;
+    let shown = keycard(&["cookie", "inspect", "--secret", "s3cret", value.trim_end()]);
+    assert!(
+        shown.stdout.contains(r"\u007f\u009b2J\u202e"),
+        "{}",
+        shown.stdout
+    );
+    assert_eq!(shown.json()["data"]["ua"], "\u{7f}\u{9b}2J\u{202e}");
 }
 
 /// Cookies Flask itself wrote (tests/data/flask/vectors.json of the core crate).

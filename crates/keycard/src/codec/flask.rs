@@ -199,8 +199,9 @@ impl FlaskCodec {
 
     /// Verifies and decodes a cookie value now.
     ///
-    /// Errors: [`CodecError::TooLarge`] for a value over 4096 bytes or a
-    /// payload inflating past 64 KiB; [`CodecError::BadSignature`] when no
+    /// Errors: [`CodecError::TooLarge`] for a value over 4096 bytes (more
+    /// than a browser sends); [`CodecError::InflatedTooLarge`] for a payload
+    /// inflating past 64 KiB; [`CodecError::BadSignature`] when no
     /// key verifies it; [`CodecError::Expired`] when it is older than the
     /// maximum age or dated in the future (as itsdangerous does);
     /// [`CodecError::Malformed`] for anything else that is not a Flask session.
@@ -601,7 +602,7 @@ fn decode_payload(payload: &str) -> Result<Vec<u8>, CodecError> {
         .read_to_end(&mut json)
         .map_err(|_| CodecError::Malformed("Flask payload is not valid zlib data"))?;
     if json.len() > MAX_INFLATED_SIZE {
-        return Err(CodecError::TooLarge(json.len()));
+        return Err(CodecError::InflatedTooLarge(MAX_INFLATED_SIZE));
     }
     Ok(json)
 }
@@ -670,7 +671,7 @@ mod tests {
         );
         assert_eq!(
             decode_payload(&payload),
-            Err(CodecError::TooLarge(MAX_INFLATED_SIZE + 1))
+            Err(CodecError::InflatedTooLarge(MAX_INFLATED_SIZE))
         );
         let small = format!(".{}", URL_SAFE_NO_PAD.encode(zlib(b"{}").unwrap()));
         assert_eq!(decode_payload(&small).unwrap(), b"{}");

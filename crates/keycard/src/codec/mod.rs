@@ -26,6 +26,10 @@ pub enum CodecError {
     /// The payload (or the cookie it makes) is larger than allowed.
     #[error("cookie too large: {0} bytes")]
     TooLarge(usize),
+    /// A compressed Flask payload inflates past the limit given here (64
+    /// KiB): a zip bomb, or more than any browser could have carried.
+    #[error("Flask payload too large once decompressed: over {0} bytes")]
+    InflatedTooLarge(usize),
 }
 
 /// A payload opened from a cookie value.
