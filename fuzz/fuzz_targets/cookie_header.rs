@@ -4,10 +4,10 @@
 //! Input: the first line is the cookie name to look up (`__Host-keycard`
 //! when empty or not UTF-8); every further line is one `Cookie` header.
 //! Checked against a model written from the documented rules: each header's
-//! bytes split on `;`, one leading space dropped, the name (up to the first
-//! `=`) compared byte for byte, so another cookie's non-ASCII bytes change
-//! nothing; a name present twice, a value over 4096 bytes or a value that is
-//! not visible ASCII is ambiguous.
+//! bytes (less one closing `;`) split on `; `, the name (up to the first `=`)
+//! compared byte for byte, so another cookie's non-ASCII bytes change
+//! nothing; a name present twice, a value over 4096 bytes, a value holding a
+//! `;` or a value that is not visible ASCII is ambiguous.
 #![no_main]
 
 use http::{HeaderMap, HeaderValue};
@@ -25,8 +25,8 @@ enum Expected<'a> {
 fn model<'a>(values: &[&'a [u8]], name: &str) -> Expected<'a> {
     let mut found = Vec::new();
     for value in values {
-        for pair in value.split(|b| *b == b';') {
-            let pair = pair.strip_prefix(b" ").unwrap_or(pair);
+        let value = value.strip_suffix(b";").unwrap_or(value);
+        for pair in split_pairs(value) {
             if name.contains('=') {
                 continue; // a pair's name ends at its first `=`
             }
@@ -40,7 +40,7 @@ fn model<'a>(values: &[&'a [u8]], name: &str) -> Expected<'a> {
     }
     match found.as_slice() {
         [] => Expected::Absent,
-        [v] if v.len() <= MAX_COOKIE_VALUE => {
+        [v] if v.len() <= MAX_COOKIE_VALUE && !v.contains(&b';') => {
             let v = v.strip_suffix(b" ").unwrap_or(v);
             match std::str::from_utf8(v) {
                 Ok(text) if is_header_text(v) => Expected::One(text),
@@ -49,6 +49,24 @@ fn model<'a>(values: &[&'a [u8]], name: &str) -> Expected<'a> {
         }
         _ => Expected::Ambiguous,
     }
+}
+
+/// `bytes` split at every `; `.
+fn split_pairs(bytes: &[u8]) -> Vec<&[u8]> {
+    let mut pairs = Vec::new();
+    let mut start = 0;
+    let mut i = 0;
+    while i + 1 < bytes.len() {
+        if bytes[i] == b';' && bytes[i + 1] == b' ' {
+            pairs.push(&bytes[start..i]);
+            start = i + 2;
+            i += 2;
+        } else {
+            i += 1;
+        }
+    }
+    pairs.push(&bytes[start..]);
+    pairs
 }
 
 fuzz_target!(|data: &[u8]| {

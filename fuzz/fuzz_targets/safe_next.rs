@@ -1,9 +1,10 @@
 //! `keycard::auth::safe_next`: the `next=` redirect target after login.
 //!
 //! Checked: an accepted target is the input itself, starts with `/` but not
-//! `//` or `/\`, has no control characters, and stays on this site when a
-//! browser resolves it (the WHATWG URL parser of the `url` crate) against a
-//! page of the site, as it is and after any number of percent-decodings.
+//! `//` or `/\`, has no control characters or whitespace, and stays on this
+//! site, on a path that does not start with `//`, when a browser resolves it
+//! (the WHATWG URL parser of the `url` crate) against a page of the site, as
+//! it is and after any number of percent-decodings.
 #![no_main]
 
 use keycard::auth::safe_next;
@@ -41,6 +42,8 @@ fn stays_on_site(target: &str) {
         assert_eq!(url.host_str(), Some("app.example"), "{target:?} -> {url}");
         assert_eq!(url.port(), None, "{target:?} -> {url}");
         assert_eq!(url.username(), "", "{target:?} -> {url}");
+        // Not even a path that reads as another host (`/..//evil` -> `//evil`).
+        assert!(!url.path().starts_with("//"), "{target:?} -> {url}");
     }
 }
 
@@ -57,7 +60,12 @@ fuzz_target!(|data: &[u8]| {
         !accepted.starts_with("//") && !accepted.starts_with("/\\"),
         "{accepted:?}"
     );
-    assert!(!accepted.chars().any(char::is_control), "{accepted:?}");
+    assert!(
+        !accepted
+            .chars()
+            .any(|c| c.is_control() || c.is_whitespace()),
+        "{accepted:?}"
+    );
     let mut current = accepted.to_owned();
     for _ in 0..6 {
         stays_on_site(&current);

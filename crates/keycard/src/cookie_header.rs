@@ -4,7 +4,8 @@
 //! (a `;` followed by anything but a space is part of the pair it is in; one
 //! `;` closing the header is tolerated), and names are compared byte for
 //! byte, so look-alikes (`__HOST-keycard`, `  __Host-keycard`,
-//! `a=b;__Host-keycard`) are other cookies. A name sent twice is ambiguous (one
+//! `a=b;__Host-keycard`) are other cookies; the sought cookie's value holding
+//! a bare `;` (`__Host-keycard=a;b=c`) is ambiguous. A name sent twice is ambiguous (one
 //! of them may have been planted by a sibling subdomain or a network attacker),
 //! so it counts as absent: the request proceeds without a session.
 //!
@@ -123,7 +124,12 @@ pub(crate) fn locate_cookie<'a>(headers: &'a HeaderMap, name: &str) -> Located<'
             if let Some(eq) = memchr::memchr(b'=', pair) {
                 if &pair[..eq] == name.as_bytes() {
                     let value = &pair[eq + 1..];
-                    if !matches!(found, Located::Absent) || value.len() > MAX_COOKIE_VALUE {
+                    // A bare `;` in it: pairs run together, as no browser
+                    // writes them (`__Host-keycard=a;x=1`): fail closed.
+                    if !matches!(found, Located::Absent)
+                        || value.len() > MAX_COOKIE_VALUE
+                        || memchr::memchr(b';', value).is_some()
+                    {
                         return Located::Ambiguous;
                     }
                     let start = at + eq + 1;
@@ -206,7 +212,7 @@ mod tests {
             ("a=b;__Host-keycard=abc", CookieLookup::Absent),
             ("a=b;\t__Host-keycard=abc", CookieLookup::Absent),
             ("a=b;  __Host-keycard=abc", CookieLookup::Absent),
-            ("__Host-keycard=abc;x=1", CookieLookup::One("abc;x=1")),
+            ("__Host-keycard=abc;x=1", CookieLookup::Ambiguous),
         ] {
             let h = headers(&[header]);
             assert_eq!(find_cookie(&h, "__Host-keycard"), expected, "{header:?}");
@@ -283,7 +289,10 @@ mod tests {
                 if pair_name != name {
                     continue;
                 }
-                if !matches!(found, CookieLookup::Absent) || value.len() > MAX_COOKIE_VALUE {
+                if !matches!(found, CookieLookup::Absent)
+                    || value.len() > MAX_COOKIE_VALUE
+                    || value.contains(';')
+                {
                     return CookieLookup::Ambiguous;
                 }
                 found = CookieLookup::One(value.strip_suffix(' ').unwrap_or(value));
