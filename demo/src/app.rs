@@ -6,10 +6,10 @@ use crate::users::Users;
 use axum::extract::{DefaultBodyLimit, Request};
 use axum::http::{header, HeaderValue};
 use axum::middleware::Next;
-use axum::response::Response;
+use axum::response::{IntoResponse, Response};
 use axum::routing::{delete, get, post};
 use axum::Router;
-use keycard::auth::{AuthLayer, LoginThrottle};
+use keycard::auth::{Auth, AuthLayer, LoginThrottle};
 use keycard::csrf::CsrfLayer;
 use keycard::transport::{HeaderLimitLayer, HstsLayer, QuerySecretsLayer};
 use keycard::{SessionLayer, SessionStore};
@@ -79,6 +79,7 @@ pub fn router(state: AppState, sessions: SessionLayer) -> Router {
         // for it either way. A wrong method on a routed path is checked
         // first (403 without a token, as with Django), then 405.
         .route_layer(CsrfLayer::default())
+        .route_layer(axum::middleware::from_fn(refuse_dead_tokens))
         .layer(auth)
         .layer(sessions)
         .layer(axum::middleware::from_fn(api_errors_as_json))
@@ -107,6 +108,33 @@ async fn stylesheet() -> Response {
         HeaderValue::from_static("public, max-age=3600"),
     );
     response
+}
+
+/// An API call whose `Authorization: Bearer` token opens no live login
+/// (revoked, expired, made up) is refused with 401 and `WWW-Authenticate:
+/// Bearer error="invalid_token"` (RFC 6750), the body `/api/me` gives the
+/// anonymous: it is not served as an anonymous request, whose answer (a write
+/// that "succeeds" and is stored nowhere) would mislead the client.
+async fn refuse_dead_tokens(auth: Auth<Users>, request: Request, next: Next) -> Response {
+    if !auth.session().is_bearer() || !request.uri().path().starts_with("/api/") {
+        return next.run(request).await;
+    }
+    match auth.user().await {
+        Ok(Some(_)) => next.run(request).await,
+        Ok(None) => {
+            let mut response = (
+                axum::http::StatusCode::UNAUTHORIZED,
+                axum::Json(serde_json::json!({ "error": "unauthenticated" })),
+            )
+                .into_response();
+            response.headers_mut().insert(
+                header::WWW_AUTHENTICATE,
+                HeaderValue::from_static("Bearer error=\"invalid_token\""),
+            );
+            response
+        }
+        Err(error) => routes::AppError::from(error).into_response(),
+    }
 }
 
 /// The API answers in JSON, its errors too: a refusal that a layer or an

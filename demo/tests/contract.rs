@@ -525,6 +525,21 @@ async fn secrets_in_urls_oversized_headers_and_bodies_are_refused() {
         .await
         .unwrap();
     assert_eq!(response.status(), 431);
+    // The API's refusals are JSON.
+    let secret = browser.get("/api/me?token=x").await;
+    assert_eq!(secret.status(), 400);
+    let body: serde_json::Value = secret.json().await.unwrap();
+    assert_eq!(body["error"], "secret_in_url", "{body}");
+    let response = browser
+        .client
+        .get(format!("{}/api/me", demo.https))
+        .header("x-big", &big)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 431);
+    let body: serde_json::Value = response.json().await.unwrap();
+    assert_eq!(body["error"], "headers_too_large", "{body}");
     let response = browser
         .client
         .get(format!("{}/", demo.https))
@@ -710,6 +725,7 @@ async fn bearer_tokens_for_api_clients() {
         "/sessions/revoke",
         "/reauth",
         "/password",
+        "/logout",
     ] {
         let refused = api
             .post(format!("{}{path}", demo.https))
@@ -761,6 +777,27 @@ async fn bearer_tokens_for_api_clients() {
         .await
         .unwrap();
     assert_eq!(me.status(), 401);
+    // A dead or made-up token is refused on every API route, not served as
+    // an anonymous request (whose write would "succeed" and be kept nowhere).
+    for token in [bearer.as_str(), "made-up"] {
+        for request in [
+            api.get(format!("{}/api/preferences", demo.https)),
+            api.patch(format!("{}/api/preferences", demo.https))
+                .json(&serde_json::json!({"theme": "dark"})),
+        ] {
+            let refused = request.bearer_auth(token).send().await.unwrap();
+            assert_eq!(refused.status(), 401, "{token}");
+            assert_eq!(
+                refused.headers()["www-authenticate"],
+                "Bearer error=\"invalid_token\""
+            );
+            assert!(refused.headers().get("set-cookie").is_none());
+            assert_eq!(
+                refused.text().await.unwrap(),
+                r#"{"error":"unauthenticated"}"#
+            );
+        }
+    }
     let anonymous = Browser::new(&demo.https)
         .send(api.post(format!("{}/api/tokens", demo.https)))
         .await;
@@ -914,6 +951,34 @@ async fn same_origin_requests_pass_csrf_over_http2_too() {
     assert_eq!(browser.signed_in_as().await.as_deref(), Some(name.as_str()));
 }
 
+#[tokio::test]
+async fn a_password_change_keeps_this_browser_remembered_under_a_new_value() {
+    let demo = Demo::start(&[]);
+    let (name, mut browser) = remembered_user(&demo, "judy").await;
+    let old = browser.cookies[REMEMBER].clone();
+    let mut other = Browser::new(&demo.https);
+    other.login_remembered(&name, "correct horse battery").await;
+    let changed = browser
+        .change_password("correct horse battery", "even better horse")
+        .await;
+    assert_eq!(changed.status(), 303);
+    let new = browser
+        .cookies
+        .get(REMEMBER)
+        .cloned()
+        .expect("still remembered");
+    assert_ne!(new, old, "a new value");
+    // The old value and the other browser's series are dead; the new value
+    // logs this browser back in once its session is gone.
+    let mut copy = Browser::new(&demo.https);
+    copy.cookies.insert(REMEMBER.into(), old);
+    assert_eq!(copy.signed_in_as().await, None);
+    other.cookies.remove(SESSION);
+    assert_eq!(other.signed_in_as().await, None);
+    browser.cookies.remove(SESSION);
+    assert_eq!(browser.signed_in_as().await.as_deref(), Some(name.as_str()));
+}
+
 /// A new account, and a browser logged in to it with "remember me" ticked.
 async fn remembered_user(demo: &Demo, prefix: &str) -> (String, Browser) {
     let name = unique(prefix);
@@ -937,15 +1002,34 @@ async fn replaying_an_old_remember_me_value_at_once_revokes_every_login() {
     assert_eq!(browser.signed_in_as().await.as_deref(), Some(name.as_str()));
     let second = browser.cookies[REMEMBER].clone();
     assert_ne!(first, second, "rotated on use");
+    // Whoever restored first (it may be the thief) mints an API token.
+    let token = browser.csrf().await;
+    let request = browser
+        .client
+        .post(format!("{}/api/tokens", demo.https))
+        .header("x-csrf-token", token);
+    let minted = browser.send(request).await;
+    assert_eq!(minted.status(), 201);
+    let body: serde_json::Value = minted.json().await.unwrap();
+    let bearer = body["token"].as_str().unwrap().to_owned();
     // A copy of the old value, replayed straight away: theft.
     let mut thief = Browser::new(&demo.https);
     thief.cookies.insert(REMEMBER.into(), first);
     assert_eq!(thief.signed_in_as().await, None);
-    // Every remember token and session of the user is gone, the victim's too.
+    // Every remember token, session and API token of the user is gone, the
+    // victim's too.
     assert_eq!(browser.signed_in_as().await, None);
     let mut victim = Browser::new(&demo.https);
     victim.cookies.insert(REMEMBER.into(), second);
     assert_eq!(victim.signed_in_as().await, None);
+    let api = Browser::new(&demo.https)
+        .client
+        .get(format!("{}/api/me", demo.https))
+        .bearer_auth(&bearer)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(api.status(), 401, "the minted token is revoked too");
 }
 
 #[tokio::test]

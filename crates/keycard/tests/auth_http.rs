@@ -532,7 +532,7 @@ async fn remember_me_restores_a_not_fresh_login_and_rotates() {
 }
 
 /// A thief replays the `stolen` (superseded) remember-me value: it opens
-/// nothing, and every session and remember token of the user is gone, the
+/// nothing, and every session, remember and API token of the user is gone, the
 /// victim's `current` one and its browser's session too.
 async fn assert_replay_is_theft(base: &str, victim: &mut Browser, stolen: String, current: String) {
     let mut thief = Browser::new(base);
@@ -554,8 +554,17 @@ async fn by_default_an_old_remember_me_value_replayed_at_once_is_theft() {
     assert_eq!(browser.text("/public").await, "alice", "restored");
     let second = browser.jar.get(REMEMBER).unwrap().to_owned();
     assert_ne!(first, second);
+    // Whoever restored first (it may be the thief) mints an API token.
+    let token = browser.api_token().await;
     // No grace period: a copy replayed a moment later is theft.
     assert_replay_is_theft(&base, &mut browser, first, second).await;
+    let api = reqwest::Client::new()
+        .get(format!("{base}/api/private"))
+        .bearer_auth(&token)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(api.status(), 401, "the token ends with the rest");
 }
 
 #[tokio::test]

@@ -67,11 +67,10 @@ pub async fn create_token(auth: A, CurrentUser(_user): CurrentUser<Users>) -> Re
     // Tokens come from a browser login (which passed CSRF): a stolen token
     // must not be able to mint others that outlive its revocation.
     if auth.session().is_bearer() {
-        return Ok((
+        return Ok(super::json_error(
             StatusCode::FORBIDDEN,
-            Json(json!({ "error": "tokens are issued to a signed-in browser session" })),
-        )
-            .into_response());
+            "Tokens are issued to a signed-in browser session.",
+        ));
     }
     let token = auth.issue_token(TOKEN_LIFETIME).await?;
     Ok((

@@ -395,7 +395,9 @@ pub async fn register(
     Ok(see_other("/"))
 }
 
-pub async fn logout(auth: A) -> Result<Response> {
+/// Logs a browser out (an API token ends with `DELETE /api/tokens/current`:
+/// this form's answer clears the browser's cookies and site data).
+pub async fn logout(_: BrowserOnly, auth: A) -> Result<Response> {
     auth.logout().await?;
     Ok(see_other("/"))
 }
@@ -581,7 +583,7 @@ pub async fn revoke(
     Ok(see_other("/sessions?m=revoked"))
 }
 
-/// The login, registration and account forms (revoking sessions,
+/// The login, registration, logout and account forms (revoking sessions,
 /// re-authentication, the password) are for browser sessions: a request with
 /// an API token skips the CSRF check, so it must not log anyone in (nor set
 /// a remember-me cookie), and a stolen token must not end the user's browser

@@ -367,8 +367,10 @@ impl<B: AuthBackend> Auth<B> {
                 Ok(None)
             }
             Restored::Theft { user_id } => {
-                tracing::warn!(target: "keycard::security", event = "remember_token_theft", user = %user_id, "stale remember-me token replayed; every session of the user revoked");
-                self.end_logins(&user_id, None, &["session", "remember"])
+                tracing::warn!(target: "keycard::security", event = "remember_token_theft", user = %user_id, "stale remember-me token replayed; every session, remember-me series and API token of the user revoked");
+                // API tokens too: whoever restored the login first may have
+                // minted one with it, which would outlive everything else.
+                self.end_logins(&user_id, None, &["session", "remember", "bearer"])
                     .await?;
                 self.set_pending(|p| p.remember = Some(CookieAction::Clear));
                 Ok(None)
@@ -574,14 +576,22 @@ impl<B: AuthBackend> Auth<B> {
 
     /// After the user's password changed: ends every other session, remember-me
     /// series and API token of the user, and records the new credentials in
-    /// this session (a new ID, still fresh).
+    /// this session (a new ID, still fresh). This browser's own remember-me
+    /// series, if it has one, is replaced by a new one (as
+    /// [`revoke_other_sessions`](Self::revoke_other_sessions) does): copies of
+    /// the old value stop working, the user stays remembered here.
     pub async fn password_changed(&self, user: &B::User) -> Result<(), AuthError> {
         let current = self.inner.session.key().await?;
-        let keep: Vec<SessionKey> = current.into_iter().collect();
+        let own_remember = self
+            .inner
+            .remember_cookie
+            .as_deref()
+            .and_then(remember::key_of);
+        let keep: Vec<SessionKey> = current.into_iter().chain(own_remember).collect();
         self.end_logins(&user.id(), Some(&keep), &["session", "remember", "bearer"])
             .await?;
         self.login_as(user, true, "password").await?;
-        self.set_pending(|p| p.remember = Some(CookieAction::Clear));
+        self.replace_own_remember(&user.id()).await?;
         tracing::info!(target: "keycard::security", event = "password_changed", user = %user.id(), "password changed; other sessions ended");
         Ok(())
     }

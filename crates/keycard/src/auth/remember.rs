@@ -3,9 +3,9 @@
 //! Only a SHA-256 of the validator is stored, under a key derived from the
 //! selector, so a leaked store opens nothing. Every use rotates the validator;
 //! presenting a validator the series no longer accepts means someone else
-//! used the token first (it was copied), so every session and remember token
-//! of the user is revoked (theft detection; API tokens stay, so that a false
-//! alarm does not also break the user's integrations). An application may let the
+//! used the token first (it was copied), so every session, remember token
+//! and API token of the user is revoked (theft detection: tokens too, since
+//! whoever restored the login first could have minted one). An application may let the
 //! previous validator stay valid for a short grace period
 //! ([`AuthConfig::remember_grace`](crate::auth::AuthConfig::remember_grace),
 //! zero by default) so a request of the same browser sent before the new

@@ -79,9 +79,10 @@ where
             .sum();
         if size > self.limit {
             tracing::warn!(target: "keycard::security", event = "headers_too_large", size, "request headers over the limit");
+            let api = request.uri().path().starts_with(super::API_PREFIX);
             let response = respond(
                 StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
-                false,
+                api.then_some("headers_too_large"),
                 "Request headers too large.",
             );
             return Box::pin(async move { Ok(response) });

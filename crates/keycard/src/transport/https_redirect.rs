@@ -168,10 +168,14 @@ where
             tracing::warn!(target: "keycard::security", event = "credentials_over_http", method = %request.method(), "request that may carry credentials came over plain HTTP; redirected to HTTPS");
             None
         } else if is_api {
-            Some(respond(StatusCode::FORBIDDEN, true, "https_required"))
+            Some(respond(
+                StatusCode::FORBIDDEN,
+                Some("https_required"),
+                "This API only accepts requests over HTTPS.",
+            ))
         } else {
             tracing::warn!(target: "keycard::security", event = "credentials_over_http", method = %request.method(), "request that may carry credentials came over plain HTTP; refused");
-            Some(respond(StatusCode::FORBIDDEN, false, "This site only accepts forms over HTTPS. Anything you sent was not used; if it was a password, consider changing it."))
+            Some(respond(StatusCode::FORBIDDEN, None, "This site only accepts forms over HTTPS. Anything you sent was not used; if it was a password, consider changing it."))
         };
         let response = refusal.unwrap_or_else(|| {
             let host = request
@@ -185,11 +189,11 @@ where
             {
                 Some(location) => {
                     let mut response =
-                        respond(StatusCode::PERMANENT_REDIRECT, false, "Moved to HTTPS.");
+                        respond(StatusCode::PERMANENT_REDIRECT, None, "Moved to HTTPS.");
                     response.headers_mut().insert(header::LOCATION, location);
                     response
                 }
-                None => respond(StatusCode::BAD_REQUEST, false, "Bad Host header."),
+                None => respond(StatusCode::BAD_REQUEST, None, "Bad Host header."),
             }
         });
         Box::pin(async move { Ok(response) })

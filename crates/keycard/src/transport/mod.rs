@@ -16,19 +16,22 @@ pub use query_secrets::{QuerySecrets, QuerySecretsLayer};
 
 use http::{HeaderValue, Response, StatusCode};
 
-/// A small response with a plain-text or JSON body.
+/// Where the JSON API lives: refusals there are JSON.
+const API_PREFIX: &str = "/api/";
+
+/// A small response: `message` as plain text or, for an API client (`api`
+/// is the error's code), `{"error": code, "message": message}`.
 pub(crate) fn respond<B: From<String>>(
     status: StatusCode,
-    json: bool,
+    api: Option<&str>,
     message: &str,
 ) -> Response<B> {
-    let (body, content_type) = if json {
-        (
-            serde_json::json!({ "error": message }).to_string(),
+    let (body, content_type) = match api {
+        Some(code) => (
+            serde_json::json!({ "error": code, "message": message }).to_string(),
             "application/json",
-        )
-    } else {
-        (message.to_owned(), "text/plain; charset=utf-8")
+        ),
+        None => (message.to_owned(), "text/plain; charset=utf-8"),
     };
     let mut response = Response::new(B::from(body));
     *response.status_mut() = status;

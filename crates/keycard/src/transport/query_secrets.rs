@@ -98,10 +98,10 @@ where
                 .find(|name| self.names.contains(name));
             if let Some(name) = found {
                 tracing::warn!(target: "keycard::security", event = "secret_in_url", parameter = %name, path = request.uri().path(), "request with a secret in the query string refused");
-                let json = request.uri().path().starts_with("/api/");
+                let api = request.uri().path().starts_with(super::API_PREFIX);
                 let response = respond(
                     StatusCode::BAD_REQUEST,
-                    json,
+                    api.then_some("secret_in_url"),
                     "Secrets must not be sent in the URL: send them in the request body.",
                 );
                 return Box::pin(async move { Ok(response) });
