@@ -43,7 +43,14 @@ async fn main() -> ExitCode {
 }
 
 async fn run(args: cli::Args) -> Result<(), String> {
-    std::fs::create_dir_all(&args.data_dir)
+    // The data directory holds the TLS key, the key ring and the databases:
+    // made for its owner alone (an existing one keeps its permissions).
+    let mut data_dir = std::fs::DirBuilder::new();
+    data_dir.recursive(true);
+    #[cfg(unix)]
+    std::os::unix::fs::DirBuilderExt::mode(&mut data_dir, 0o700);
+    data_dir
+        .create(&args.data_dir)
         .map_err(|e| format!("--data-dir {}: {e}", args.data_dir.display()))?;
     let keys_path = args
         .keys

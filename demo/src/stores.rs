@@ -107,10 +107,17 @@ pub fn redact(url: &str) -> String {
 }
 
 /// Loads the key ring at `path`, making it (mode 0600) on first start; two
-/// processes starting together end up with the same ring.
+/// processes starting together end up with the same ring. Its directory must
+/// exist: a mistyped path must not quietly give a process keys of its own.
 pub fn key_ring(path: &Path) -> Result<KeyRing, String> {
     if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
-        std::fs::create_dir_all(parent).map_err(|e| format!("--keys {}: {e}", path.display()))?;
+        if !parent.is_dir() {
+            return Err(format!(
+                "--keys {}: the directory {} does not exist",
+                path.display(),
+                parent.display()
+            ));
+        }
     }
     KeyRing::load_or_generate(path).map_err(|e| format!("--keys {}: {e}", path.display()))
 }

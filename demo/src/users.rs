@@ -87,8 +87,19 @@ impl Users {
             let path = Path::new(path).to_owned();
             let connection =
                 tokio::task::spawn_blocking(move || -> Result<rusqlite::Connection, UsersError> {
-                    if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
-                        std::fs::create_dir_all(parent).map_err(db_error)?;
+                    // A missing directory is a typo (a second process would
+                    // quietly get accounts of its own), not a place to make.
+                    // The file holds password hashes: readable by its owner
+                    // alone (SQLite gives its -wal and -shm files the same).
+                    let mut create = std::fs::OpenOptions::new();
+                    create.write(true).create_new(true);
+                    #[cfg(unix)]
+                    std::os::unix::fs::OpenOptionsExt::mode(&mut create, 0o600);
+                    match create.open(&path) {
+                        Err(e) if e.kind() != std::io::ErrorKind::AlreadyExists => {
+                            return Err(db_error(e))
+                        }
+                        _ => {}
                     }
                     let connection = rusqlite::Connection::open(&path).map_err(db_error)?;
                     connection

@@ -1085,6 +1085,61 @@ async fn healthz_answers() {
     assert_eq!(response.headers()["cache-control"], "no-store");
 }
 
+/// The data directory holds the TLS key, the key ring and the databases
+/// (password hashes among them): the demo makes it, and its files, for their
+/// owner alone.
+#[cfg(unix)]
+#[tokio::test]
+async fn the_data_directory_and_its_databases_are_private() {
+    use std::os::unix::fs::PermissionsExt;
+    let parent = common::temp_dir("private");
+    let dir = parent.join("data");
+    let demo = Demo::start_in(&dir, &[]);
+    Browser::new(&demo.https)
+        .register(&unique("pat"), "correct horse battery")
+        .await;
+    let mode =
+        |path: &std::path::Path| std::fs::metadata(path).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode(&dir), 0o700);
+    let mut databases = 0;
+    for entry in std::fs::read_dir(&dir).unwrap() {
+        let path = entry.unwrap().path();
+        let name = path.file_name().unwrap().to_string_lossy().into_owned();
+        if name.contains(".db") {
+            assert_eq!(mode(&path), 0o600, "{name}");
+            databases += 1;
+        }
+    }
+    assert!(databases >= 2, "the sessions and users databases");
+    drop(demo);
+    let _ = std::fs::remove_dir_all(&parent);
+}
+
+/// A `--keys` or `--users` file in a directory that does not exist is a
+/// mistyped path: the demo stops, rather than quietly giving this process
+/// keys or accounts of its own.
+#[test]
+fn a_missing_directory_for_keys_or_users_is_an_error() {
+    let dir = common::temp_dir("missing");
+    for (flag, value) in [
+        ("--keys", "/nonexistent-keycard-dir/keys"),
+        ("--users", "sqlite:/nonexistent-keycard-dir/users.db"),
+    ] {
+        let output = std::process::Command::new(env!("CARGO_BIN_EXE_keycard-demo"))
+            .args(["--https", "127.0.0.1:0", "--http", "127.0.0.1:0"])
+            .arg("--data-dir")
+            .arg(&dir)
+            .args([flag, value])
+            .output()
+            .unwrap();
+        assert!(!output.status.success(), "{flag}");
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert!(stderr.contains(flag), "{flag}: {stderr}");
+    }
+    assert!(!std::path::Path::new("/nonexistent-keycard-dir").exists());
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
 #[test]
 fn bad_flags_exit_non_zero_naming_the_flag() {
     for (args, flag) in [

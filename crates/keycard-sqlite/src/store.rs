@@ -104,7 +104,27 @@ fn configure(conn: &Connection, options: &SqliteOptions) -> Result<(), StoreErro
         .map_err(store_error)
 }
 
+/// Creates the database file readable by its owner alone (0600 on Unix)
+/// when it does not exist yet: sessions hold logins and application data.
+/// SQLite gives its `-wal` and `-shm` files the same permissions. An existing
+/// file keeps the permissions it has.
+fn create_private(path: &Path) -> Result<(), StoreError> {
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create_new(true);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+    match options.open(path) {
+        Ok(_) => Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Ok(()),
+        Err(e) => Err(StoreError::Unavailable(format!(
+            "cannot create {}: {e}",
+            path.display()
+        ))),
+    }
+}
+
 fn open_file(path: &Path, options: &SqliteOptions) -> Result<Connections, StoreError> {
+    create_private(path)?;
     let mut writer = Connection::open(path).map_err(store_error)?;
     // The busy timeout first: another process opening the same file at the
     // same moment holds the lock the journal-mode switch needs.
@@ -547,6 +567,31 @@ impl SessionStore for SqliteStore {
 mod tests {
     use super::parse_url;
     use std::path::PathBuf;
+
+    #[cfg(unix)]
+    #[tokio::test]
+    async fn a_new_database_and_its_wal_are_private() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = std::env::temp_dir().join(format!("keycard-sqlite-mode-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("sessions.db");
+        let store = super::SqliteStore::open(&path).await.unwrap();
+        let key = keycard::SessionKey::derive("test", "mode");
+        let record = keycard::Record::new(keycard::now_millis(), 60_000, 60_000);
+        keycard::SessionStore::create(&store, &key, &record)
+            .await
+            .unwrap();
+        for file in ["sessions.db", "sessions.db-wal"] {
+            let mode = std::fs::metadata(dir.join(file))
+                .unwrap()
+                .permissions()
+                .mode();
+            assert_eq!(mode & 0o777, 0o600, "{file}");
+        }
+        drop(store);
+        let _ = std::fs::remove_dir_all(&dir);
+    }
 
     #[test]
     fn urls_name_files_or_memory() {
