@@ -142,7 +142,8 @@ async fn refuse_dead_tokens(auth: Auth<Users>, request: Request, next: Next) -> 
 /// body over the limit, a 404) is rewrapped by [`routes::json_error`], status
 /// and other headers unchanged. Errors already in JSON pass as they are.
 async fn api_errors_as_json(request: Request, next: Next) -> Response {
-    let is_api = request.uri().path().starts_with("/api/");
+    let path = request.uri().path();
+    let is_api = path == "/api" || path.starts_with("/api/");
     let response = next.run(request).await;
     let status = response.status();
     let is_json = response

@@ -72,8 +72,14 @@ pub async fn save(
 ) -> Result<Result<(), String>, SessionError> {
     let mut valid = Vec::new();
     for (field, value) in fields {
-        let Some(text) = value.as_str() else {
-            return Ok(Err(format!("{field} must be a string")));
+        // An unknown field is named as such, whatever its value.
+        let known = FIELDS.contains(&field.as_str());
+        let Some(text) = value.as_str().filter(|_| known) else {
+            return Ok(Err(if known {
+                format!("{field} must be a string")
+            } else {
+                format!("unknown preference `{field}`")
+            }));
         };
         if let Err(message) = validate(field, text) {
             return Ok(Err(message));

@@ -353,7 +353,10 @@ async fn preferences_work_anonymously_survive_login_and_validate() {
         .patch(format!("{}/api/preferences", demo.https))
         .header("x-csrf-token", &token)
         .json(&serde_json::json!({"admin": true}));
-    assert_eq!(browser.send(unknown).await.status(), 400);
+    let unknown = browser.send(unknown).await;
+    assert_eq!(unknown.status(), 400);
+    let body: serde_json::Value = unknown.json().await.unwrap();
+    assert_eq!(body["message"], "unknown preference `admin`", "{body}");
     let no_token = browser
         .client
         .patch(format!("{}/api/preferences", demo.https))
