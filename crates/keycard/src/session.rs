@@ -571,6 +571,11 @@ impl Session {
         found: Result<Option<Record>, StoreError>,
     ) -> Result<(), StoreError> {
         match found {
+            Ok(Some(record)) if !self.opens_as_presented(&record) => {
+                // Left in place: it is the other credential's, and valid.
+                tracing::warn!(target: "keycard::security", event = "credential_kind_mismatch", key = ?id.key(), bearer = self.is_bearer(), "an API token sent as the session cookie, or a session ID as an API token; request treated as anonymous");
+                state.stale_cookie = true;
+            }
             Ok(Some(record)) => self.admit(state, id, record),
             Ok(None) => state.stale_cookie = true,
             Err(StoreError::Corrupt(reason)) => {
@@ -581,6 +586,19 @@ impl Session {
             Err(error) => return Err(error),
         }
         Ok(())
+    }
+
+    /// Whether `record` is the kind of credential the request presented: an
+    /// API token's record opens only as `Authorization: Bearer`, a session's
+    /// only as the cookie (a token sent as the cookie would skip every check
+    /// made of bearer requests, such as refusing to mint more tokens).
+    fn opens_as_presented(&self, record: &Record) -> bool {
+        let kind = record.data.get(reserved::KIND).and_then(Value::as_str);
+        if self.is_bearer() {
+            kind == Some("bearer")
+        } else {
+            matches!(kind, None | Some("session"))
+        }
     }
 
     /// Checks a record the request's cookie (or token) opened: deadlines and

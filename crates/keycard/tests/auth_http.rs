@@ -545,6 +545,44 @@ async fn assert_replay_is_theft(base: &str, victim: &mut Browser, stolen: String
 }
 
 #[tokio::test]
+async fn a_token_is_no_session_cookie_and_a_session_id_no_token() {
+    let (base, _store, _) = start(Options::default()).await;
+    let mut browser = Browser::new(&base);
+    browser.login("alice", "correct horse").await;
+    let token = browser.api_token().await;
+    let session_id = browser.jar.get(SESSION).unwrap().to_owned();
+    let api = reqwest::Client::new();
+    let private = |credential: String| {
+        api.get(format!("{base}/api/private"))
+            .bearer_auth(credential)
+            .send()
+    };
+    // Each works as what it is.
+    assert_eq!(private(token.clone()).await.unwrap().status(), 200);
+    assert_eq!(browser.text("/public").await, "alice");
+    // The token as the session cookie opens nothing (it would skip every
+    // check made of token requests) and is not deleted for it.
+    let mut cookie_thief = Browser::new(&base);
+    cookie_thief
+        .jar
+        .cookies
+        .insert(SESSION.into(), token.clone());
+    assert_eq!(cookie_thief.text("/public").await, "anonymous");
+    assert_eq!(private(token.clone()).await.unwrap().status(), 200);
+    // The session ID as a token opens nothing either.
+    assert_eq!(private(session_id).await.unwrap().status(), 401);
+    assert_eq!(browser.text("/public").await, "alice");
+    // A token cannot mint another.
+    let minted = api
+        .post(format!("{base}/token"))
+        .bearer_auth(&token)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(minted.status(), 403);
+}
+
+#[tokio::test]
 async fn by_default_an_old_remember_me_value_replayed_at_once_is_theft() {
     let (base, _store, _) = start(Options::default()).await;
     let mut browser = Browser::new(&base);

@@ -639,7 +639,13 @@ impl<B: AuthBackend> Auth<B> {
     /// Issues an opaque bearer token for API clients of the current user,
     /// valid for `lifetime`. Only its hash is stored; present it as
     /// `Authorization: Bearer <token>`.
+    ///
+    /// A request presenting an API token gets [`AuthError::BearerRequest`]:
+    /// a stolen token must not mint others that outlive its revocation.
     pub async fn issue_token(&self, lifetime: std::time::Duration) -> Result<String, AuthError> {
+        if self.inner.session.is_bearer() {
+            return Err(AuthError::BearerRequest);
+        }
         let user = self.user().await?.ok_or(AuthError::NotLoggedIn)?;
         let token = super::token::issue(
             self.inner.session.config(),

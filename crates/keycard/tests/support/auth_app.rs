@@ -280,7 +280,7 @@ pub fn app(store: Arc<dyn SessionStore>, users: Users, options: Options) -> Rout
             }))
         }))
         .route("/revoke-others", post(|auth: A| async move { auth.revoke_other_sessions().await.unwrap().to_string() }))
-        .route("/token", post(|auth: A| async move { auth.issue_token(std::time::Duration::from_secs(3600)).await.unwrap() }))
+        .route("/token", post(|auth: A| async move { auth.issue_token(std::time::Duration::from_secs(3600)).await }))
         .route("/token", axum::routing::delete(|auth: A| async move { auth.revoke_current_token().await.unwrap().to_string() }))
         .merge(admin)
         .merge(members)
