@@ -108,7 +108,8 @@ async fn login(
         .to_owned();
     let username = form.username.clone();
     let ip = auth.session().client().ip.clone();
-    // Before the password is checked: while locked, even the right one waits.
+    // Before the password is checked (it counts the attempt): while locked,
+    // even the right one waits.
     if let Err(locked) = throttle.check(&username, ip.as_deref()).await? {
         let wait = locked.retry_after_secs().to_string();
         let body = "Too many failed attempts; try again later.";
@@ -116,14 +117,12 @@ async fn login(
     }
     match auth.authenticate(form).await? {
         Some(user) => {
-            throttle.success(&username).await?;
+            // Check counted the attempt; a good one is taken back.
+            throttle.success(&username, ip.as_deref()).await?;
             auth.login(&user, false).await?; // rotates the session ID
             Ok(Redirect::to(&next).into_response())
         }
-        None => {
-            throttle.failure(&username, ip.as_deref()).await?;
-            Ok((StatusCode::UNAUTHORIZED, "Invalid username or password.").into_response())
-        }
+        None => Ok((StatusCode::UNAUTHORIZED, "Invalid username or password.").into_response()),
     }
 }
 

@@ -298,7 +298,7 @@ pub async fn login(
         state.users.check(&username, &password).await?
     };
     let Some(user) = user else {
-        state.throttle.failure(&username, ip.as_deref()).await?;
+        // The throttle counted the attempt in `check`.
         tracing::warn!(target: "keycard::security", event = "login_failed", "login failed");
         return login_page(
             &state,
@@ -310,7 +310,7 @@ pub async fn login(
         )
         .await;
     };
-    state.throttle.success(&username).await?;
+    state.throttle.success(&username, ip.as_deref()).await?;
     auth.login(&user, remember).await?;
     Ok(see_other(if next.is_empty() { "/" } else { &next }))
 }
@@ -665,16 +665,14 @@ async fn check_own_password(
     }
     match state.users.check(&user.username, password).await? {
         Some(fresh) if fresh.id == user.id => {
-            state.throttle.success(&user.username).await?;
-            Ok(OwnPassword::Right(fresh))
-        }
-        _ => {
             state
                 .throttle
-                .failure(&user.username, ip.as_deref())
+                .success(&user.username, ip.as_deref())
                 .await?;
-            Ok(OwnPassword::Wrong)
+            Ok(OwnPassword::Right(fresh))
         }
+        // The throttle counted the attempt in `check`.
+        _ => Ok(OwnPassword::Wrong),
     }
 }
 

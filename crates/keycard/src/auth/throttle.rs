@@ -3,8 +3,8 @@
 
 use crate::session::timed;
 use crate::{
-    now_millis, reserved, ApplyOutcome, Change, CreateError, Record, SessionConfig, SessionKey,
-    SessionStore, StoreError, Update,
+    now_millis, reserved, Change, CreateError, Record, SessionConfig, SessionKey, SessionStore,
+    StoreError, Update,
 };
 use serde_json::Value;
 use std::sync::Arc;
@@ -35,22 +35,33 @@ impl Throttled {
     }
 }
 
-/// Counts failed logins per account and per address.
+/// Counts login attempts per account and per source address.
 ///
-/// After `per_account` failures for one account within `window` (from any
-/// address), the account is locked for `lockout`, doubling with each further
-/// lockout within a day (capped at one hour); likewise after `per_address`
-/// failures from one address. An IPv6 "address" is its /64 network: one
-/// subscriber holds a whole /64 and could otherwise try from 2^64 addresses.
-/// While locked, even the right password waits: check [`check`](Self::check)
-/// before verifying the password.
+/// [`check`](Self::check) counts the attempt before the password is verified
+/// (atomically, so guesses sent in parallel cannot all pass while the count
+/// is read), and refuses it once `per_account` attempts for one account (from
+/// any address) or `per_address` attempts from one address came within
+/// `window`; [`success`](Self::success) takes back a good one (the account's
+/// count starts again, the address's loses this attempt), so only failures
+/// add up. Past a limit the account (or address) is locked for `lockout`,
+/// doubling with each further lockout within a day (capped at one hour);
+/// while locked, even the right password waits. An IPv6 "address" is its /64
+/// network: one subscriber holds a whole /64 and could otherwise try from
+/// 2^64 addresses.
 ///
 /// ```no_run
 /// # async fn demo(store: std::sync::Arc<dyn keycard::SessionStore>) -> Result<(), keycard::StoreError> {
 /// use keycard::auth::LoginThrottle;
 /// let throttle = LoginThrottle::new(store);
-/// if let Err(throttled) = throttle.check("alice", Some("192.0.2.1")).await? {
-///     println!("retry after {:?}", throttled.retry_after);
+/// let ip = Some("192.0.2.1");
+/// match throttle.check("alice", ip).await? {
+///     Err(throttled) => println!("429, retry after {:?}", throttled.retry_after),
+///     Ok(()) => {
+///         let password_is_right = false; // verify it here
+///         if password_is_right {
+///             throttle.success("alice", ip).await?;
+///         }
+///     }
 /// }
 /// # Ok(()) }
 /// ```
@@ -58,11 +69,11 @@ impl Throttled {
 pub struct LoginThrottle {
     store: Arc<dyn SessionStore>,
     config: SessionConfig,
-    /// Failures per account before a lockout. Default: 10.
+    /// Failed attempts per account before a lockout. Default: 10.
     pub per_account: i64,
-    /// Failures per source address before a lockout. Default: 50.
+    /// Failed attempts per source address before a lockout. Default: 50.
     pub per_address: i64,
-    /// The window failures are counted in. Default: 15 minutes.
+    /// The window attempts are counted in. Default: 15 minutes.
     pub window: Duration,
     /// The first lockout's length; each further one doubles it, up to an hour. Default: 1 minute.
     pub lockout: Duration,
@@ -86,7 +97,14 @@ fn address_group(ip: &str) -> String {
 }
 
 const DAY_MS: i64 = 24 * 3600 * 1000;
+/// Logged once per process: attempts without an address are counted per
+/// account only.
+static NO_ADDRESS_LOGGED: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
 const MAX_LOCK_MS: i64 = 3600 * 1000;
+
+fn number(record: &Record, field: &str) -> i64 {
+    record.data.get(field).and_then(Value::as_i64).unwrap_or(0)
+}
 
 impl LoginThrottle {
     /// A throttle with the defaults, sharing `store`.
@@ -109,39 +127,50 @@ impl LoginThrottle {
         self
     }
 
-    fn keys(username: &str, ip: Option<&str>) -> [(Option<SessionKey>, bool); 2] {
-        [
-            (
-                Some(SessionKey::derive(
-                    "throttle-account",
-                    &username.to_lowercase(),
-                )),
-                true,
-            ),
-            (
-                ip.map(|ip| SessionKey::derive("throttle-address", &address_group(ip))),
-                false,
-            ),
-        ]
+    fn account_key(username: &str) -> SessionKey {
+        SessionKey::derive("throttle-account", &username.to_lowercase())
     }
 
-    /// `Err(Throttled)` if the account or the address is locked now.
+    fn address_key(ip: &str) -> SessionKey {
+        SessionKey::derive("throttle-address", &address_group(ip))
+    }
+
+    /// The counters an attempt for `username` from `ip` counts on, each with
+    /// its limit.
+    fn counters(&self, username: &str, ip: Option<&str>) -> Vec<(SessionKey, i64)> {
+        let mut counters = vec![(Self::account_key(username), self.per_account)];
+        match ip {
+            Some(ip) => counters.push((Self::address_key(ip), self.per_address)),
+            None => {
+                if !NO_ADDRESS_LOGGED.swap(true, std::sync::atomic::Ordering::Relaxed) {
+                    tracing::error!(target: "keycard", event = "throttle_without_address", "login attempt without a client address (serve with into_make_service_with_connect_info, or insert PeerAddr): the per-address limit is not applied");
+                }
+            }
+        }
+        counters
+    }
+
+    /// Counts a login attempt for `username` from `ip` (call it before
+    /// verifying the password). `Err(Throttled)` when the account or the
+    /// address is locked, or this attempt is one over a limit (it then locks
+    /// them): answer 429 without looking at the password.
     pub async fn check(
         &self,
         username: &str,
         ip: Option<&str>,
     ) -> Result<Result<(), Throttled>, StoreError> {
         let now = now_millis();
+        let counters = self.counters(username, ip);
+        // Already locked: refused, and not counted against the next window.
         let mut wait = 0;
-        for (key, _) in Self::keys(username, ip) {
-            let Some(key) = key else { continue };
-            if let Some(record) = timed(&self.config, self.store.load(&key)).await? {
-                let until = record
-                    .data
-                    .get("locked_until")
-                    .and_then(Value::as_i64)
-                    .unwrap_or(0);
-                wait = wait.max(until - now);
+        for (key, _) in &counters {
+            if let Some(record) = timed(&self.config, self.store.load(key)).await? {
+                wait = wait.max(number(&record, "locked_until") - now);
+            }
+        }
+        if wait <= 0 {
+            for (key, limit) in &counters {
+                wait = wait.max(self.count(key, *limit, now).await?);
             }
         }
         if wait > 0 {
@@ -153,47 +182,43 @@ impl LoginThrottle {
         Ok(Ok(()))
     }
 
-    /// Records a failed attempt.
-    pub async fn failure(&self, username: &str, ip: Option<&str>) -> Result<(), StoreError> {
-        for (key, is_account) in Self::keys(username, ip) {
-            let Some(key) = key else { continue };
-            let limit = if is_account {
-                self.per_account
-            } else {
-                self.per_address
-            };
-            self.count(&key, limit).await?;
+    /// The attempt [`check`](Self::check) let through was a good one: the
+    /// account's count starts again, and the address's loses this attempt
+    /// (so the users behind one address are not locked out by logging in).
+    pub async fn success(&self, username: &str, ip: Option<&str>) -> Result<(), StoreError> {
+        let now = now_millis();
+        let reset = [Change::Set {
+            key: "fails".into(),
+            value: Value::from(0),
+        }];
+        timed(
+            &self.config,
+            self.store
+                .apply_and_load(&Self::account_key(username), &reset, now),
+        )
+        .await?;
+        if let Some(ip) = ip {
+            let back = [Change::Increment {
+                key: "fails".into(),
+                by: -1,
+            }];
+            timed(
+                &self.config,
+                self.store
+                    .apply_and_load(&Self::address_key(ip), &back, now),
+            )
+            .await?;
         }
         Ok(())
     }
 
-    /// Records a successful login: the account's failure count starts again.
-    pub async fn success(&self, username: &str) -> Result<(), StoreError> {
-        let key = SessionKey::derive("throttle-account", &username.to_lowercase());
-        let Some(record) = timed(&self.config, self.store.load(&key)).await? else {
-            return Ok(());
-        };
-        let update = self.update(
-            &record,
-            vec![Change::Set {
-                key: "fails".into(),
-                value: Value::from(0),
-            }],
-        );
-        timed(&self.config, self.store.apply(&key, &update))
-            .await
-            .map(|_| ())
-    }
-
-    fn update(&self, _record: &Record, changes: Vec<Change>) -> Update {
-        Update::lasting(changes, now_millis(), DAY_MS)
-    }
-
-    async fn count(&self, key: &SessionKey, limit: i64) -> Result<(), StoreError> {
-        let now = now_millis();
+    /// Counts one attempt on `key`; the milliseconds to wait when it is over
+    /// `limit` (else 0). Only the attempt that crosses the limit writes the
+    /// lock, so a burst of parallel attempts locks once, not once each.
+    async fn count(&self, key: &SessionKey, limit: i64, now: i64) -> Result<i64, StoreError> {
         let window = i64::try_from(self.window.as_millis()).unwrap_or(i64::MAX);
-        let record = match timed(&self.config, self.store.load(key)).await? {
-            Some(record) if !record.is_expired(now) => record,
+        let started = match timed(&self.config, self.store.load(key)).await? {
+            Some(record) if !record.is_expired(now) => number(&record, "window_start"),
             _ => {
                 let mut record = Record::new(now, DAY_MS, DAY_MS);
                 record
@@ -206,14 +231,9 @@ impl LoginThrottle {
                     Ok(()) | Err(CreateError::DuplicateKey) => {}
                     Err(CreateError::Store(error)) => return Err(error),
                 }
-                record
+                now
             }
         };
-        let started = record
-            .data
-            .get("window_start")
-            .and_then(Value::as_i64)
-            .unwrap_or(now);
         let changes = if now - started > window {
             vec![
                 Change::Set {
@@ -231,34 +251,26 @@ impl LoginThrottle {
                 by: 1,
             }]
         };
-        if timed(
-            &self.config,
-            self.store.apply(key, &self.update(&record, changes)),
-        )
-        .await?
-            == ApplyOutcome::Gone
-        {
-            return Ok(());
-        }
-        let Some(after) = timed(&self.config, self.store.load(key)).await? else {
-            return Ok(());
+        let Some(after) =
+            timed(&self.config, self.store.apply_and_load(key, &changes, now)).await?
+        else {
+            return Ok(0);
         };
-        let fails = after.data.get("fails").and_then(Value::as_i64).unwrap_or(0);
-        if fails >= limit {
-            let lockouts = after
-                .data
-                .get("lockouts")
-                .and_then(Value::as_i64)
-                .unwrap_or(0);
-            let base = i64::try_from(self.lockout.as_millis()).unwrap_or(MAX_LOCK_MS);
-            let lock = base
-                .saturating_mul(1 << lockouts.clamp(0, 20))
-                .min(MAX_LOCK_MS);
+        let fails = number(&after, "fails");
+        if fails <= limit {
+            return Ok(0);
+        }
+        let lockouts = number(&after, "lockouts");
+        let base = i64::try_from(self.lockout.as_millis()).unwrap_or(MAX_LOCK_MS);
+        let lock = base
+            .saturating_mul(1 << lockouts.clamp(0, 20))
+            .min(MAX_LOCK_MS);
+        if fails == limit.saturating_add(1) {
             tracing::warn!(target: "keycard::security", event = "login_throttled", lockouts = lockouts + 1, lock_ms = lock, "too many failed logins; locked");
             let changes = vec![
                 Change::Set {
                     key: "locked_until".into(),
-                    value: Value::from(now + lock),
+                    value: Value::from(now.saturating_add(lock)),
                 },
                 Change::Increment {
                     key: "lockouts".into(),
@@ -273,13 +285,10 @@ impl LoginThrottle {
                     value: Value::from(now),
                 },
             ];
-            timed(
-                &self.config,
-                self.store.apply(key, &self.update(&after, changes)),
-            )
-            .await?;
+            let update = Update::lasting(changes, now, DAY_MS);
+            timed(&self.config, self.store.apply(key, &update)).await?;
         }
-        Ok(())
+        Ok(lock)
     }
 }
 
@@ -299,6 +308,48 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn parallel_guesses_get_no_more_than_the_limit() {
+        let throttle = LoginThrottle::new(Arc::new(MemoryStore::new()));
+        let attempts = (0..30).map(|i| {
+            let throttle = throttle.clone();
+            tokio::spawn(async move {
+                let ip = format!("192.0.2.{i}");
+                throttle.check("alice", Some(&ip)).await.unwrap().is_ok()
+            })
+        });
+        let mut passed = 0;
+        for attempt in attempts {
+            passed += i64::from(attempt.await.unwrap());
+        }
+        assert_eq!(passed, throttle.per_account);
+        // Locked once (one minute), not once per refused attempt.
+        let locked = throttle.check("alice", None).await.unwrap().unwrap_err();
+        assert!(locked.retry_after <= Duration::from_secs(60), "{locked:?}");
+    }
+
+    #[tokio::test]
+    async fn good_logins_do_not_add_up() {
+        let throttle = LoginThrottle::new(Arc::new(MemoryStore::new()));
+        let ip = Some("192.0.2.9");
+        // Many users behind one address, each logging in at the first try.
+        for i in 0..3 * throttle.per_address {
+            let user = format!("user{i}");
+            assert!(throttle.check(&user, ip).await.unwrap().is_ok(), "{i}");
+            throttle.success(&user, ip).await.unwrap();
+        }
+        // One user's failures count; a success starts them again.
+        for _ in 0..throttle.per_account - 1 {
+            assert!(throttle.check("bob", ip).await.unwrap().is_ok());
+        }
+        assert!(throttle.check("bob", ip).await.unwrap().is_ok());
+        throttle.success("bob", ip).await.unwrap();
+        for _ in 0..throttle.per_account {
+            assert!(throttle.check("bob", ip).await.unwrap().is_ok());
+        }
+        assert!(throttle.check("bob", ip).await.unwrap().is_err());
+    }
+
+    #[tokio::test]
     async fn failures_from_one_ipv6_network_share_a_count() {
         let throttle = LoginThrottle::new(Arc::new(MemoryStore::new()));
         for i in 0..throttle.per_address {
@@ -308,10 +359,6 @@ mod tests {
                 .await
                 .unwrap()
                 .is_ok());
-            throttle
-                .failure(&format!("user{i}"), Some(&ip))
-                .await
-                .unwrap();
         }
         let next = throttle
             .check("someone", Some("2001:db8:1:2:abcd::1"))

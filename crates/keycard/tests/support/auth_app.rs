@@ -132,7 +132,11 @@ async fn login(State(state): State<TestState>, auth: A, Form(form): Form<LoginFo
     };
     match auth.authenticate(credentials).await.unwrap() {
         Some(user) => {
-            state.throttle.success(&form.username).await.unwrap();
+            state
+                .throttle
+                .success(&form.username, ip.as_deref())
+                .await
+                .unwrap();
             if let Err(error) = auth
                 .login(&user, form.remember.as_deref() == Some("on"))
                 .await
@@ -142,14 +146,7 @@ async fn login(State(state): State<TestState>, auth: A, Form(form): Form<LoginFo
             let next = form.next.as_deref().and_then(safe_next).unwrap_or("/");
             (StatusCode::SEE_OTHER, [("location", next.to_owned())]).into_response()
         }
-        None => {
-            state
-                .throttle
-                .failure(&form.username, ip.as_deref())
-                .await
-                .unwrap();
-            (StatusCode::UNAUTHORIZED, "Invalid username or password.").into_response()
-        }
+        None => (StatusCode::UNAUTHORIZED, "Invalid username or password.").into_response(),
     }
 }
 
