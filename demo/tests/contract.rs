@@ -148,6 +148,41 @@ async fn register_login_account_logout() {
     assert_eq!(login.headers()["location"], "/account");
 }
 
+/// Guesses sent together cannot all be tried while a count is read: no
+/// more than the limit (10) of them reach the password check.
+#[tokio::test]
+async fn parallel_guesses_get_no_more_than_ten_tries() {
+    let demo = Demo::start(&[]);
+    let name = unique("target");
+    Browser::new(&demo.https)
+        .register(&name, "correct horse battery")
+        .await;
+    let mut guessers = Vec::new();
+    for _ in 0..25 {
+        let mut browser = Browser::new(&demo.https);
+        browser.csrf().await;
+        guessers.push(browser);
+    }
+    let tasks: Vec<_> = guessers
+        .into_iter()
+        .map(|mut browser| {
+            let name = name.clone();
+            tokio::spawn(async move {
+                let response = browser.login(&name, "wrong password").await;
+                response.status().as_u16()
+            })
+        })
+        .collect();
+    let mut statuses = Vec::new();
+    for task in tasks {
+        statuses.push(task.await.unwrap());
+    }
+    let tried = statuses.iter().filter(|s| **s == 401).count();
+    let refused = statuses.iter().filter(|s| **s == 429).count();
+    assert!(tried <= 10, "{statuses:?}");
+    assert_eq!(tried + refused, 25, "{statuses:?}");
+}
+
 #[tokio::test]
 async fn login_failures_are_generic_and_throttled() {
     let demo = Demo::start(&[]);

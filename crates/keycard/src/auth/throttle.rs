@@ -256,6 +256,12 @@ impl LoginThrottle {
         else {
             return Ok(0);
         };
+        // Locked by an attempt that crossed the limit while this one was on
+        // its way (the lock starts the count again).
+        let locked = number(&after, "locked_until").saturating_sub(now);
+        if locked > 0 {
+            return Ok(locked);
+        }
         let fails = number(&after, "fails");
         if fails <= limit {
             return Ok(0);
@@ -307,7 +313,7 @@ mod tests {
         assert_eq!(address_group("not an ip"), "not an ip");
     }
 
-    #[tokio::test]
+    #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
     async fn parallel_guesses_get_no_more_than_the_limit() {
         let throttle = LoginThrottle::new(Arc::new(MemoryStore::new()));
         let attempts = (0..30).map(|i| {
