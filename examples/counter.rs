@@ -2,8 +2,9 @@
 //! session (the in-memory store).
 //!
 //! Run: `cargo run -p keycard-examples --example counter`, then open
-//! <http://localhost:3000>. (Browsers accept the `Secure`, `__Host-` session
-//! cookie over plain HTTP only from localhost; anywhere else, serve HTTPS.)
+//! <http://localhost:3000> in Chrome or Firefox (they accept the `Secure`,
+//! `__Host-` session cookie over plain HTTP from localhost; a client that
+//! does not needs HTTPS).
 
 use axum::extract::Form;
 use axum::response::{Html, Redirect};

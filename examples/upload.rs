@@ -3,8 +3,9 @@
 //! file streams on to the handler (up to the app's body limit, 100 MB here).
 //!
 //! Run: `cargo run -p keycard-examples --example upload`, then open
-//! <http://localhost:3000>. (Browsers accept the `Secure`, `__Host-` session
-//! cookie over plain HTTP only from localhost; anywhere else, serve HTTPS.)
+//! <http://localhost:3000> in Chrome or Firefox (they accept the `Secure`,
+//! `__Host-` session cookie over plain HTTP from localhost; a client that
+//! does not needs HTTPS).
 
 use axum::extract::{DefaultBodyLimit, Multipart};
 use axum::http::StatusCode;

@@ -173,8 +173,9 @@ pub struct SessionConfig {
     /// 15-30 minutes for most applications; ASVS 5.0 V7.3.1).
     pub idle_timeout: Duration,
     /// A session ends this long after creation or login, however active.
-    /// Default: 8 hours (ASVS 5.0 V7.3.2; NIST SP 800-63B-4 §2.2.3 gives 12 h
-    /// for AAL2, a working day is the common choice).
+    /// Default: 8 hours (ASVS 5.0 V7.3.2; NIST SP 800-63B-4 §2.2.3 asks AAL2
+    /// to re-authenticate at least every 24 h, a working day is the common
+    /// choice).
     pub absolute_timeout: Duration,
     /// A read-only request moves the idle deadline only when at least this
     /// fraction of the idle timeout has passed since the last move, so

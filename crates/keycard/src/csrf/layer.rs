@@ -160,7 +160,8 @@ pub struct Csrf<S> {
     config: Arc<CsrfConfig>,
 }
 
-/// Why a request was refused (logged, never sent to the client in detail).
+/// Why a request was refused: logged, and named by a short code in the JSON
+/// answer (`"reason": "token missing"`); the text answer does not say.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Refusal {
     CrossSite,
