@@ -279,6 +279,10 @@ impl Session {
     /// Ends the session: the record is deleted from the store, the cookie is
     /// cleared, and a concurrent request cannot bring it back. Values written
     /// after this start a new session with a new ID.
+    ///
+    /// It does not end a remember-me login (the next request would restore
+    /// it): to log a user out, use [`Auth::logout`](crate::auth::Auth::logout),
+    /// which also forgets the remember-me series.
     pub async fn destroy(&self) -> Result<(), SessionError> {
         let mut state = self.loaded().await?;
         if let Some(id) = state.id.take() {

@@ -297,7 +297,11 @@ impl<B: AuthBackend> Default for RequireLoginLayer<B> {
     }
 }
 
-/// A route layer that requires a login and a named permission or role (403 without it).
+/// A route layer that requires a login and a named permission or role (403
+/// without it): build it with
+/// [`RequirePermissionLayer::permission("admin")`](RequireLoginLayer::permission).
+/// It is [`RequireLoginLayer`] under another name, so its `new()` requires a
+/// login only.
 pub type RequirePermissionLayer<B> = RequireLoginLayer<B>;
 
 impl<B: AuthBackend> RequireLoginLayer<B> {
