@@ -11,7 +11,7 @@ use axum::routing::get;
 use axum::{Extension, Form, Router};
 use keycard::auth::{
     safe_next, Auth, AuthBackend, AuthLayer, AuthUser, CurrentUser, LoginThrottle, MaybeUser,
-    PasswordWorkers,
+    PasswordError, PasswordWorkers,
 };
 use keycard::csrf::{CsrfConfig, CsrfLayer, CsrfToken};
 use keycard::{MemoryStore, SessionLayer, SessionStore};
@@ -48,17 +48,13 @@ struct LoginForm {
     next: Option<String>,
 }
 
-#[derive(Debug, thiserror::Error)]
-#[error("unreachable")]
-struct NoError;
-
 #[async_trait]
 impl AuthBackend for Users {
     type User = User;
     type Credentials = LoginForm;
-    type Error = NoError;
+    type Error = PasswordError;
 
-    async fn authenticate(&self, form: LoginForm) -> Result<Option<User>, NoError> {
+    async fn authenticate(&self, form: LoginForm) -> Result<Option<User>, PasswordError> {
         let user = self.by_name.get(&form.username).cloned();
         // Same work for unknown users and wrong passwords.
         let matches = self
@@ -67,11 +63,11 @@ impl AuthBackend for Users {
                 &form.password,
                 user.as_ref().map(|u| u.password_hash.clone()),
             )
-            .await;
+            .await?; // overloaded: an error (503), not a wrong password
         Ok(user.filter(|_| matches))
     }
 
-    async fn get_user(&self, id: &str) -> Result<Option<User>, NoError> {
+    async fn get_user(&self, id: &str) -> Result<Option<User>, PasswordError> {
         Ok(self.by_name.get(id).cloned())
     }
 }

@@ -294,8 +294,22 @@ impl Users {
     pub async fn check(&self, username: &str, password: &str) -> Result<Option<User>, UsersError> {
         let user = self.by_name(username).await?;
         let hash = user.as_ref().map(|u| u.password_hash.clone());
-        let matches = self.passwords.verify(password, hash).await;
+        let matches = self
+            .passwords
+            .verify(password, hash)
+            .await
+            .map_err(|_| UsersError::Hash)?;
         Ok(user.filter(|_| matches))
+    }
+
+    /// The time a password check takes, spent on no user (for a login form
+    /// with a missing or oversized field, so it answers as slowly as any).
+    pub async fn check_nobody(&self, password: &str) -> Result<(), UsersError> {
+        self.passwords
+            .verify(password, None)
+            .await
+            .map(|_| ())
+            .map_err(|_| UsersError::Hash)
     }
 }
 

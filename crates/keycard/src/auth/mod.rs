@@ -71,7 +71,9 @@ pub trait AuthBackend: Clone + Send + Sync + 'static {
     type Error: std::error::Error + Send + Sync + 'static;
 
     /// Checks credentials: `Ok(None)` for unknown user or wrong password alike.
-    /// Spend the same time on both (see [`verify_dummy`]).
+    /// Spend the same time on both, off the async runtime:
+    /// [`PasswordWorkers::verify`] with `None` for an unknown user does both
+    /// ([`verify_dummy`] is its blocking form, for a blocking context).
     async fn authenticate(
         &self,
         credentials: Self::Credentials,

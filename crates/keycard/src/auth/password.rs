@@ -4,7 +4,8 @@
 use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
 use argon2::Argon2;
 
-/// Hashing failed (the OS random generator, or parameters out of range).
+/// Hashing failed (the OS random generator, or parameters out of range), or
+/// [`PasswordWorkers`] had too many passwords waiting to take another.
 #[derive(Debug, thiserror::Error)]
 #[error("password hashing failed")]
 pub struct PasswordError;
@@ -39,6 +40,8 @@ pub fn verify_password(password: &str, hash: &str) -> bool {
 
 /// Spends the same time as [`verify_password`] on a real hash, for an unknown
 /// user: so "no such user" and "wrong password" cannot be told apart by timing.
+/// It blocks for tens of milliseconds: in async code use
+/// [`PasswordWorkers::verify`] with `None`.
 pub fn verify_dummy(password: &str) {
     let _ = verify_password(password, dummy_hash());
 }
@@ -150,8 +153,8 @@ type Job = Box<dyn FnOnce(&mut Argon2Memory) + Send>;
 /// use keycard::auth::PasswordWorkers;
 /// let workers = PasswordWorkers::new(2);
 /// let hash = workers.hash("correct horse").await.unwrap();
-/// assert!(workers.verify("correct horse", Some(hash)).await);
-/// assert!(!workers.verify("correct horse", None).await); // unknown user: same work, no match
+/// assert!(workers.verify("correct horse", Some(hash)).await.unwrap());
+/// assert!(!workers.verify("correct horse", None).await.unwrap()); // unknown user: same work, no match
 /// # }
 /// ```
 #[derive(Clone)]
@@ -223,7 +226,14 @@ impl PasswordWorkers {
 
     /// [`verify_password`] on the pool; with no hash (an unknown user) it
     /// spends the same time on a dummy hash and answers `false`.
-    pub async fn verify(&self, password: &str, hash: Option<String>) -> bool {
+    ///
+    /// `Err` when the pool is overloaded (over 1024 passwords waiting) or
+    /// gone: answer 503, not "wrong password" (the password may be right).
+    pub async fn verify(
+        &self,
+        password: &str,
+        hash: Option<String>,
+    ) -> Result<bool, PasswordError> {
         let password = password.to_owned();
         self.run(move |memory| match hash {
             Some(hash) => memory.verify(&password, &hash),
@@ -234,7 +244,7 @@ impl PasswordWorkers {
             }
         })
         .await
-        .unwrap_or(false)
+        .ok_or(PasswordError)
     }
 }
 
@@ -243,18 +253,34 @@ mod tests {
     use super::*;
 
     #[tokio::test]
+    async fn a_pool_that_takes_no_more_is_an_error_not_a_wrong_password() {
+        // No room in the queue and no thread to take the job: as when 1024
+        // passwords are already waiting.
+        let (jobs, _queue) = std::sync::mpsc::sync_channel::<Job>(0);
+        let full = PasswordWorkers { jobs };
+        assert!(full
+            .verify("right", Some(dummy_hash().to_owned()))
+            .await
+            .is_err());
+        assert!(full.hash("new password").await.is_err());
+    }
+
+    #[tokio::test]
     async fn workers_and_plain_functions_agree() {
         let workers = PasswordWorkers::new(1);
         let pooled = workers.hash("pw one").await.unwrap();
         assert!(verify_password("pw one", &pooled));
         assert!(!verify_password("pw two", &pooled));
         let plain = hash_password("pw one").unwrap();
-        assert!(workers.verify("pw one", Some(plain.clone())).await);
-        assert!(!workers.verify("pw two", Some(plain)).await);
-        assert!(!workers.verify("pw one", Some("garbage".into())).await);
-        assert!(!workers.verify("pw one", None).await);
+        assert!(workers.verify("pw one", Some(plain.clone())).await.unwrap());
+        assert!(!workers.verify("pw two", Some(plain)).await.unwrap());
+        assert!(!workers
+            .verify("pw one", Some("garbage".into()))
+            .await
+            .unwrap());
+        assert!(!workers.verify("pw one", None).await.unwrap());
         // A hostile hash asking for a huge memory cost is refused, not honoured.
         let huge = "$argon2id$v=19$m=4194304,t=1,p=1$c29tZXNhbHRzb21lc2FsdA$4WcRZkY/QnPiaZBOhGmjrtOQwjAxvR5eVuohU46TFvk";
-        assert!(!workers.verify("x", Some(huge.into())).await);
+        assert!(!workers.verify("x", Some(huge.into())).await.unwrap());
     }
 }
