@@ -52,7 +52,8 @@ impl Default for CsrfConfig {
 }
 
 impl CsrfConfig {
-    /// Allows another origin (exact scheme, host and port).
+    /// Allows another origin (exact scheme, host and port; a trailing `/` and
+    /// letter case do not matter).
     #[must_use]
     pub fn trust_origin(mut self, origin: impl Into<String>) -> Self {
         self.trusted_origins.push(origin.into());
@@ -223,7 +224,12 @@ fn check_origin(
             .is_some_and(|(rest, host)| rest.eq_ignore_ascii_case(host))
     };
     let allowed = |origin: &str| {
-        config.trusted_origins.iter().any(|o| o == origin)
+        // As configured, give or take a trailing `/` and letter case (an
+        // Origin header never has either).
+        config
+            .trusted_origins
+            .iter()
+            .any(|o| o.trim_end_matches('/').eq_ignore_ascii_case(origin))
             || same_host(origin.strip_prefix("https://"))
             || (config.allow_plain_http && same_host(origin.strip_prefix("http://")))
     };
@@ -549,6 +555,22 @@ mod tests {
             Err(Refusal::ForeignReferer)
         );
         assert_eq!(check(&config, &headers(&[])), Ok(()));
+    }
+
+    #[test]
+    fn trusted_origins_match_whatever_their_case_or_trailing_slash() {
+        let config = CsrfConfig::default().trust_origin("https://Admin.Example/");
+        assert_eq!(
+            check(&config, &headers(&[("origin", "https://admin.example")])),
+            Ok(())
+        );
+        for other in ["https://admin.example.evil", "http://admin.example"] {
+            assert_eq!(
+                check(&config, &headers(&[("origin", other)])),
+                Err(Refusal::ForeignOrigin),
+                "{other}"
+            );
+        }
     }
 
     #[test]
