@@ -36,6 +36,11 @@ pub enum SessionError {
         /// The size the Set-Cookie value would have had.
         size: usize,
     },
+    /// The session was saved with its response already: a change made later
+    /// (by a `Session` kept past its request, in a spawned task or a
+    /// WebSocket) would be lost, so it is refused.
+    #[error("the session was saved with its response; a later change would be lost")]
+    AlreadyCommitted,
 }
 
 impl SessionError {
@@ -68,7 +73,8 @@ impl SessionError {
             }
             SessionError::Random(_)
             | SessionError::Seal(_)
-            | SessionError::CookieTooLarge { .. } => "Internal error while saving the session.",
+            | SessionError::CookieTooLarge { .. }
+            | SessionError::AlreadyCommitted => "Internal error while saving the session.",
         }
     }
 }

@@ -69,7 +69,9 @@ static BINDING_WITHOUT_ADDRESS_LOGGED: std::sync::atomic::AtomicBool =
 /// Cheap to clone (an `Arc`); every clone sees the same state. Nothing is read
 /// from the store until a method needs it, so a request that never touches its
 /// session costs no store round trip. Writes are recorded as per-key changes
-/// and applied to the store, atomically, after the handler returns.
+/// and applied to the store, atomically, after the handler returns; a write
+/// after that (from a clone kept in a spawned task) is refused with
+/// [`SessionError::AlreadyCommitted`] rather than lost without a word.
 ///
 /// ```no_run
 /// use keycard::Session;
@@ -113,6 +115,9 @@ struct State {
     reseal: bool,
     /// The request was refused (CSRF): write nothing, set no cookie.
     abandoned: bool,
+    /// The response went out with the session saved: a later change would be
+    /// lost, so it is refused.
+    committed: bool,
     /// A change was applied together with the load (`apply_first`): the
     /// store already holds it.
     applied_early: bool,
@@ -269,7 +274,7 @@ impl Session {
     /// Gives the session a new ID and keeps its data (call it whenever the
     /// privilege level changes; [`login`](crate::auth) does it for you).
     pub async fn cycle_id(&self) -> Result<(), SessionError> {
-        let mut state = self.loaded().await?;
+        let mut state = self.changeable().await?;
         if state.record.is_some() {
             state.cycle = true;
         }
@@ -284,7 +289,7 @@ impl Session {
     /// it): to log a user out, use [`Auth::logout`](crate::auth::Auth::logout),
     /// which also forgets the remember-me series.
     pub async fn destroy(&self) -> Result<(), SessionError> {
-        let mut state = self.loaded().await?;
+        let mut state = self.changeable().await?;
         if let Some(id) = state.id.take() {
             state.delete = Some(id);
         }
@@ -361,7 +366,7 @@ impl Session {
         user_id: Option<String>,
         auth: Option<Value>,
     ) -> Result<(), SessionError> {
-        let mut state = self.loaded().await?;
+        let mut state = self.changeable().await?;
         let state = &mut *state;
         if state.record.is_none() {
             state.record = Some(self.new_record());
@@ -412,7 +417,7 @@ impl Session {
     }
 
     async fn change(&self, change: Change) -> Result<(), SessionError> {
-        let mut state = self.loaded().await?;
+        let mut state = self.changeable().await?;
         let state = &mut *state;
         if let Change::Set { key, value } = &change {
             if state.record.as_ref().and_then(|r| r.data.get(key)) == Some(value) {
@@ -461,6 +466,7 @@ impl Session {
         if state.loaded {
             return Ok(None);
         }
+        refuse_after_commit(&state)?;
         let Some(id) = SessionId::parse_bytes(value.as_bytes()) else {
             return Ok(None); // the ordinary load logs and handles it
         };
@@ -483,6 +489,14 @@ impl Session {
             .record
             .as_ref()
             .map(|r| r.data.get(key).and_then(Value::as_i64).unwrap_or(0)))
+    }
+
+    /// [`loaded`](Self::loaded), for a change: refused once the session went
+    /// out with its response.
+    async fn changeable(&self) -> Result<MutexGuard<'_, State>, SessionError> {
+        let state = self.loaded().await?;
+        refuse_after_commit(&state)?;
+        Ok(state)
     }
 
     /// Locks the state, loading the session first if this is the first use.
@@ -676,6 +690,7 @@ impl Session {
     /// cookie. Called by the layer once the handler has answered.
     pub(crate) async fn commit(&self) -> Result<Committed, SessionError> {
         let mut state = self.inner.state.lock().await;
+        state.committed = true;
         let touched = state.loaded;
         if state.abandoned {
             return Ok(Committed {
@@ -721,7 +736,9 @@ impl Session {
     /// Synchronous, so the layer can finish such a response without boxing a
     /// future for the commit: the common case costs no allocation.
     pub(crate) fn commit_without_io(&self) -> Option<Result<Committed, SessionError>> {
-        let state = self.inner.state.try_lock()?;
+        let mut state = self.inner.state.try_lock()?;
+        // Whether done here or by `commit` next, the response is going out.
+        state.committed = true;
         let touched = state.loaded;
         if state.abandoned {
             return Some(Ok(Committed {
@@ -1053,6 +1070,16 @@ pub(crate) fn not_before_key(user_id: &str) -> SessionKey {
 
 /// A store's load: answered at once by a store that can
 /// ([`SessionStore::load_now`]), else its future under the store timeout.
+/// A change to a session whose response already went out would be lost:
+/// an error (logged), not silence.
+fn refuse_after_commit(state: &State) -> Result<(), SessionError> {
+    if !state.committed {
+        return Ok(());
+    }
+    tracing::warn!(target: "keycard", event = "change_after_commit", "session changed after its response was sent (a Session kept past its request, in a spawned task or a WebSocket?); the change is refused");
+    Err(SessionError::AlreadyCommitted)
+}
+
 async fn load_from(
     config: &SessionConfig,
     store: &dyn SessionStore,

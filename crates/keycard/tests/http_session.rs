@@ -587,3 +587,46 @@ async fn store_failure_is_503_without_a_cookie_and_recovers() {
     assert!(started.elapsed() < Duration::from_secs(2));
     store.hang.store(false, std::sync::atomic::Ordering::SeqCst);
 }
+
+#[tokio::test]
+async fn a_change_after_the_response_is_refused_not_lost_silently() {
+    // A handler hands its session to a task that writes after the response
+    // went out: the write would be lost, so it is an error the task sees.
+    let (outcome_tx, outcome_rx) = tokio::sync::oneshot::channel::<String>();
+    let outcome_tx = std::sync::Arc::new(std::sync::Mutex::new(Some(outcome_tx)));
+    let store = ProbeStore::default();
+    let app = Router::new()
+        .route(
+            "/later",
+            post(move |s: Session| {
+                let outcome_tx = outcome_tx.clone();
+                async move {
+                    s.insert("now", 1).await?;
+                    tokio::spawn(async move {
+                        tokio::time::sleep(Duration::from_millis(200)).await;
+                        let outcome = match s.insert("later", 1).await {
+                            Err(keycard::SessionError::AlreadyCommitted) => "refused".to_owned(),
+                            other => format!("{other:?}"),
+                        };
+                        if let Some(tx) = outcome_tx.lock().unwrap().take() {
+                            let _ = tx.send(outcome);
+                        }
+                    });
+                    Ok::<_, keycard::SessionError>("ok")
+                }
+            }),
+        )
+        .layer(SessionLayer::new(store.clone()));
+    let base = serve(app).await;
+    let r = client().post(format!("{base}/later")).send().await.unwrap();
+    assert_eq!(r.status(), 200);
+    let id = set_cookie(&r, NAME).unwrap();
+    assert_eq!(outcome_rx.await.unwrap(), "refused");
+    let record = store
+        .inner
+        .load(&SessionId::parse(&id).unwrap().key())
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(record.data.contains_key("now") && !record.data.contains_key("later"));
+}
