@@ -106,15 +106,18 @@ async fn login(
     let ip = auth.session().client().ip.clone();
     // Before the password is checked (it counts the attempt): while locked,
     // even the right one waits.
-    if let Err(locked) = throttle.check(&username, ip.as_deref()).await? {
-        let wait = locked.retry_after_secs().to_string();
-        let body = "Too many failed attempts; try again later.";
-        return Ok((StatusCode::TOO_MANY_REQUESTS, [(RETRY_AFTER, wait)], body).into_response());
-    }
+    let attempt = match throttle.check(&username, ip.as_deref()).await? {
+        Ok(attempt) => attempt,
+        Err(locked) => {
+            let wait = locked.retry_after_secs().to_string();
+            let body = "Too many failed attempts; try again later.";
+            return Ok((StatusCode::TOO_MANY_REQUESTS, [(RETRY_AFTER, wait)], body).into_response());
+        }
+    };
     match auth.authenticate(form).await? {
         Some(user) => {
             // Check counted the attempt; a good one is taken back.
-            throttle.success(&username, ip.as_deref()).await?;
+            throttle.success(&attempt).await?;
             auth.login(&user, false).await?; // rotates the session ID
             Ok(Redirect::to(&next).into_response())
         }

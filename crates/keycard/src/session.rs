@@ -400,6 +400,12 @@ impl Session {
         Ok(self.loaded().await?.binding_refused)
     }
 
+    /// Whether the session went out with its response (no change is taken
+    /// any more).
+    pub(crate) async fn is_committed(&self) -> bool {
+        self.inner.state.lock().await.committed
+    }
+
     /// Drops every change this request made: nothing is written and no cookie
     /// is set or cleared (a refused request must change nothing).
     #[cfg(feature = "axum")]
@@ -478,11 +484,15 @@ impl Session {
             Some(found) => found,
             None => timed(&ctx.config, store.apply_and_load(&store_key, changes, now)).await,
         };
-        state.applied_early = matches!(found, Ok(Some(_)));
+        let stored = matches!(found, Ok(Some(_)));
         if let Err(error) = self.adopt_stored(&mut state, id, found) {
             state.failure = Some(error.clone());
             return Err(SessionError::Store(error));
         }
+        // Written with the load, unless the record was then refused (an API
+        // token sent as the cookie keeps the change in its own record, which
+        // its holder could make as a token anyway).
+        state.applied_early = stored && state.record.is_some();
         // Not admitted (expired, or bound to another client): the change is
         // made on a new session by the ordinary path.
         Ok(state
@@ -1068,8 +1078,6 @@ pub(crate) fn not_before_key(user_id: &str) -> SessionKey {
     SessionKey::derive("not-before", user_id)
 }
 
-/// A store's load: answered at once by a store that can
-/// ([`SessionStore::load_now`]), else its future under the store timeout.
 /// A change to a session whose response already went out would be lost:
 /// an error (logged), not silence.
 fn refuse_after_commit(state: &State) -> Result<(), SessionError> {
@@ -1080,6 +1088,8 @@ fn refuse_after_commit(state: &State) -> Result<(), SessionError> {
     Err(SessionError::AlreadyCommitted)
 }
 
+/// A store's load: answered at once by a store that can
+/// ([`SessionStore::load_now`]), else its future under the store timeout.
 async fn load_from(
     config: &SessionConfig,
     store: &dyn SessionStore,

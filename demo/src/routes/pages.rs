@@ -283,10 +283,13 @@ pub async fn login(
     // page is byte-identical whether the user exists or not.
     let token = fields.get("csrf_token").map(str::to_owned);
     let ip = auth.session().client().ip.clone();
-    if let Err(throttled) = state.throttle.check(&username, ip.as_deref()).await? {
-        tracing::warn!(target: "keycard::security", event = "login_throttled", "login attempt while throttled");
-        return Ok(too_many(throttled));
-    }
+    let attempt = match state.throttle.check(&username, ip.as_deref()).await? {
+        Ok(attempt) => attempt,
+        Err(throttled) => {
+            tracing::warn!(target: "keycard::security", event = "login_throttled", "login attempt while throttled");
+            return Ok(too_many(throttled));
+        }
+    };
     let user = if username.is_empty()
         || password.is_empty()
         || username.len() > MAX_USERNAME
@@ -310,7 +313,7 @@ pub async fn login(
         )
         .await;
     };
-    state.throttle.success(&username, ip.as_deref()).await?;
+    state.throttle.success(&attempt).await?;
     auth.login(&user, remember).await?;
     Ok(see_other(if next.is_empty() { "/" } else { &next }))
 }
@@ -660,15 +663,13 @@ async fn check_own_password(
     password: &str,
 ) -> Result<OwnPassword> {
     let ip = auth.session().client().ip.clone();
-    if let Err(throttled) = state.throttle.check(&user.username, ip.as_deref()).await? {
-        return Ok(OwnPassword::Throttled(throttled));
-    }
+    let attempt = match state.throttle.check(&user.username, ip.as_deref()).await? {
+        Ok(attempt) => attempt,
+        Err(throttled) => return Ok(OwnPassword::Throttled(throttled)),
+    };
     match state.users.check(&user.username, password).await? {
         Some(fresh) if fresh.id == user.id => {
-            state
-                .throttle
-                .success(&user.username, ip.as_deref())
-                .await?;
+            state.throttle.success(&attempt).await?;
             Ok(OwnPassword::Right(fresh))
         }
         // The throttle counted the attempt in `check`.

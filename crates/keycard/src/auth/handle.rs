@@ -338,7 +338,10 @@ impl<B: AuthBackend> Auth<B> {
                 }
             }
         }
-        if session.is_bearer() {
+        // A token is no browser; and once the response went out, a restore
+        // would rotate the series for a cookie no one will receive (the
+        // browser's next request would then look like theft).
+        if session.is_bearer() || session.is_committed().await {
             return Ok(None);
         }
         let Some(cookie) = &self.inner.remember_cookie else {

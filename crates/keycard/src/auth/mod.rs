@@ -31,7 +31,7 @@ pub use handle::{Auth, AuthError, LoginInfo, SessionEntry};
 pub use layer::{AuthConfig, AuthLayer, AuthService};
 pub use next::{encode_next, safe_next};
 pub use password::{hash_password, verify_dummy, verify_password, PasswordError, PasswordWorkers};
-pub use throttle::{LoginThrottle, Throttled};
+pub use throttle::{LoginAttempt, LoginThrottle, Throttled};
 
 use async_trait::async_trait;
 
@@ -81,4 +81,14 @@ pub trait AuthBackend: Clone + Send + Sync + 'static {
 
     /// Loads a user by [`AuthUser::id`].
     async fn get_user(&self, user_id: &str) -> Result<Option<Self::User>, Self::Error>;
+}
+
+/// An integer kept in a record's data (0 when absent or not an integer), for
+/// the counters keycard keeps in its own records.
+pub(crate) fn data_number(record: &crate::Record, field: &str) -> i64 {
+    record
+        .data
+        .get(field)
+        .and_then(serde_json::Value::as_i64)
+        .unwrap_or(0)
 }

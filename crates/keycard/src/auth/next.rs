@@ -35,8 +35,10 @@ pub fn safe_next(next: &str) -> Option<&str> {
     }
     // A colon before the first slash or query would be a scheme; after the
     // leading slash none can appear in a path we issue, so refuse it outright
-    // in the path part.
-    let path = decoded.split(['?', '#']).next().unwrap_or("");
+    // in the path part. The path ends where the browser ends it: at a `?` or
+    // `#` as typed (an encoded `%3F` is part of the path, and must not hide
+    // the `..` after it).
+    let path = percent_decode_repeatedly(next.split(['?', '#']).next().unwrap_or(""))?;
     if path.contains(':')
         || path
             .split('/')
@@ -146,6 +148,8 @@ mod tests {
             "/a/%2e%2e/b",
             "/a/%2E/b",
             "/..",
+            "/%3F/..//evil.example",
+            "/%23/..//evil.example",
         ] {
             assert_eq!(safe_next(bad), None, "{bad:?}");
         }

@@ -12,6 +12,7 @@
 //! cookie arrived does not look like theft. Requests that present the current
 //! value at the same moment rotate it once (see `restore`).
 
+use super::data_number;
 use crate::session::timed;
 use crate::{
     now_millis, reserved, Change, Record, SessionConfig, SessionKey, SessionStore, StoreError,
@@ -97,9 +98,6 @@ pub(crate) async fn issue(
 const CLAIM_MS: i64 = 10_000;
 
 /// An integer field of a series record (0 when absent).
-fn number(record: &Record, field: &str) -> i64 {
-    record.data.get(field).and_then(Value::as_i64).unwrap_or(0)
-}
 
 /// Checks a presented cookie and rotates it.
 pub(crate) async fn restore(
@@ -138,9 +136,9 @@ pub(crate) async fn restore(
         // generation it loaded + 1 rotates, the others log in and leave the
         // cookie to it. A claim not yet followed by its new value (a claimed
         // generation ahead of the value's) counts for CLAIM_MS.
-        let loaded = number(&record, "gen");
-        let in_progress = number(&record, "v_gen") != loaded
-            && now.saturating_sub(number(&record, "claimed_at")) < CLAIM_MS;
+        let loaded = data_number(&record, "gen");
+        let in_progress = data_number(&record, "v_gen") != loaded
+            && now.saturating_sub(data_number(&record, "claimed_at")) < CLAIM_MS;
         let won = !in_progress && {
             let claim = [
                 Change::Increment {
@@ -153,7 +151,7 @@ pub(crate) async fn restore(
                 },
             ];
             match timed(config, store.apply_and_load(&key, &claim, now)).await? {
-                Some(claimed) => number(&claimed, "gen") == loaded.saturating_add(1),
+                Some(claimed) => data_number(&claimed, "gen") == loaded.saturating_add(1),
                 None => return Ok(Restored::Invalid),
             }
         };

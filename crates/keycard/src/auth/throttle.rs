@@ -1,6 +1,7 @@
 //! Login throttling per account and per source address, with exponential
 //! lockouts, kept in the session store so every server process shares it.
 
+use super::data_number;
 use crate::session::timed;
 use crate::{
     now_millis, reserved, Change, CreateError, Record, SessionConfig, SessionKey, SessionStore,
@@ -40,26 +41,29 @@ impl Throttled {
 /// [`check`](Self::check) counts the attempt before the password is verified
 /// (atomically, so guesses sent in parallel cannot all pass while the count
 /// is read), and refuses it once `per_account` attempts for one account (from
-/// any address) or `per_address` attempts from one address came within
+/// any address) or `per_address` attempts from one address came within one
 /// `window`; [`success`](Self::success) takes back a good one (the account's
 /// count starts again, the address's loses this attempt), so only failures
 /// add up. Past a limit the account (or address) is locked for `lockout`,
 /// doubling with each further lockout within a day (capped at one hour);
-/// while locked, even the right password waits. An IPv6 "address" is its /64
-/// network: one subscriber holds a whole /64 and could otherwise try from
-/// 2^64 addresses.
+/// while locked, even the right password waits, and after it the count
+/// starts again. An IPv6 "address" is its /64 network: one subscriber holds a
+/// whole /64 and could otherwise try from 2^64 addresses.
+///
+/// Counts are exact with a store whose
+/// [`apply_and_load`](crate::SessionStore::apply_and_load) is atomic, as all
+/// of keycard's are.
 ///
 /// ```no_run
 /// # async fn demo(store: std::sync::Arc<dyn keycard::SessionStore>) -> Result<(), keycard::StoreError> {
 /// use keycard::auth::LoginThrottle;
 /// let throttle = LoginThrottle::new(store);
-/// let ip = Some("192.0.2.1");
-/// match throttle.check("alice", ip).await? {
+/// match throttle.check("alice", Some("192.0.2.1")).await? {
 ///     Err(throttled) => println!("429, retry after {:?}", throttled.retry_after),
-///     Ok(()) => {
+///     Ok(attempt) => {
 ///         let password_is_right = false; // verify it here
 ///         if password_is_right {
-///             throttle.success("alice", ip).await?;
+///             throttle.success(&attempt).await?;
 ///         }
 ///     }
 /// }
@@ -77,6 +81,15 @@ pub struct LoginThrottle {
     pub window: Duration,
     /// The first lockout's length; each further one doubles it, up to an hour. Default: 1 minute.
     pub lockout: Duration,
+}
+
+/// A login attempt [`LoginThrottle::check`] let through and counted: hand it
+/// to [`LoginThrottle::success`] when the password was right.
+#[derive(Debug)]
+pub struct LoginAttempt {
+    /// The counters it was counted on: key, counter field, whether the
+    /// account's.
+    counted: Vec<(SessionKey, String, bool)>,
 }
 
 /// What the per-address count is kept for: an IPv4 address (also when written
@@ -97,14 +110,12 @@ fn address_group(ip: &str) -> String {
 }
 
 const DAY_MS: i64 = 24 * 3600 * 1000;
+const MAX_LOCK_MS: i64 = 3600 * 1000;
+/// The counter fields: `fails.<window number>.<lockouts so far>`.
+const FAILS: &str = "fails.";
 /// Logged once per process: attempts without an address are counted per
 /// account only.
 static NO_ADDRESS_LOGGED: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
-const MAX_LOCK_MS: i64 = 3600 * 1000;
-
-fn number(record: &Record, field: &str) -> i64 {
-    record.data.get(field).and_then(Value::as_i64).unwrap_or(0)
-}
 
 impl LoginThrottle {
     /// A throttle with the defaults, sharing `store`.
@@ -127,20 +138,17 @@ impl LoginThrottle {
         self
     }
 
-    fn account_key(username: &str) -> SessionKey {
-        SessionKey::derive("throttle-account", &username.to_lowercase())
-    }
-
-    fn address_key(ip: &str) -> SessionKey {
-        SessionKey::derive("throttle-address", &address_group(ip))
-    }
-
     /// The counters an attempt for `username` from `ip` counts on, each with
-    /// its limit.
-    fn counters(&self, username: &str, ip: Option<&str>) -> Vec<(SessionKey, i64)> {
-        let mut counters = vec![(Self::account_key(username), self.per_account)];
+    /// its limit and whether it is the account's.
+    fn counters(&self, username: &str, ip: Option<&str>) -> Vec<(SessionKey, i64, bool)> {
+        let account = SessionKey::derive("throttle-account", &username.to_lowercase());
+        let mut counters = vec![(account, self.per_account, true)];
         match ip {
-            Some(ip) => counters.push((Self::address_key(ip), self.per_address)),
+            Some(ip) => counters.push((
+                SessionKey::derive("throttle-address", &address_group(ip)),
+                self.per_address,
+                false,
+            )),
             None => {
                 if !NO_ADDRESS_LOGGED.swap(true, std::sync::atomic::Ordering::Relaxed) {
                     tracing::error!(target: "keycard", event = "throttle_without_address", "login attempt without a client address (serve with into_make_service_with_connect_info, or insert PeerAddr): the per-address limit is not applied");
@@ -152,25 +160,22 @@ impl LoginThrottle {
 
     /// Counts a login attempt for `username` from `ip` (call it before
     /// verifying the password). `Err(Throttled)` when the account or the
-    /// address is locked, or this attempt is one over a limit (it then locks
+    /// address is locked, or this attempt is over a limit (it then locks
     /// them): answer 429 without looking at the password.
     pub async fn check(
         &self,
         username: &str,
         ip: Option<&str>,
-    ) -> Result<Result<(), Throttled>, StoreError> {
+    ) -> Result<Result<LoginAttempt, Throttled>, StoreError> {
         let now = now_millis();
-        let counters = self.counters(username, ip);
-        // Already locked: refused, and not counted against the next window.
         let mut wait = 0;
-        for (key, _) in &counters {
-            if let Some(record) = timed(&self.config, self.store.load(key)).await? {
-                wait = wait.max(number(&record, "locked_until") - now);
-            }
-        }
-        if wait <= 0 {
-            for (key, limit) in &counters {
-                wait = wait.max(self.count(key, *limit, now).await?);
+        let mut attempt = LoginAttempt {
+            counted: Vec::new(),
+        };
+        for (key, limit, is_account) in self.counters(username, ip) {
+            match self.count(&key, limit, now).await? {
+                Counted::Within(field) => attempt.counted.push((key, field, is_account)),
+                Counted::Refused(ms) => wait = wait.max(ms),
             }
         }
         if wait > 0 {
@@ -179,123 +184,124 @@ impl LoginThrottle {
                     .max(Duration::from_secs(1)),
             }));
         }
-        Ok(Ok(()))
+        Ok(Ok(attempt))
     }
 
-    /// The attempt [`check`](Self::check) let through was a good one: the
-    /// account's count starts again, and the address's loses this attempt
-    /// (so the users behind one address are not locked out by logging in).
-    pub async fn success(&self, username: &str, ip: Option<&str>) -> Result<(), StoreError> {
+    /// The attempt was a good one: the account's count starts again, and the
+    /// address's loses this attempt (so the users behind one address are not
+    /// locked out by logging in).
+    pub async fn success(&self, attempt: &LoginAttempt) -> Result<(), StoreError> {
         let now = now_millis();
-        let reset = [Change::Set {
-            key: "fails".into(),
-            value: Value::from(0),
-        }];
-        timed(
-            &self.config,
-            self.store
-                .apply_and_load(&Self::account_key(username), &reset, now),
-        )
-        .await?;
-        if let Some(ip) = ip {
-            let back = [Change::Increment {
-                key: "fails".into(),
-                by: -1,
-            }];
-            timed(
-                &self.config,
-                self.store
-                    .apply_and_load(&Self::address_key(ip), &back, now),
-            )
-            .await?;
+        for (key, field, is_account) in &attempt.counted {
+            let change = if *is_account {
+                Change::Set {
+                    key: field.clone(),
+                    value: Value::from(0),
+                }
+            } else {
+                Change::Increment {
+                    key: field.clone(),
+                    by: -1,
+                }
+            };
+            timed(&self.config, self.store.apply_and_load(key, &[change], now)).await?;
         }
         Ok(())
     }
 
-    /// Counts one attempt on `key`; the milliseconds to wait when it is over
-    /// `limit` (else 0). Only the attempt that crosses the limit writes the
-    /// lock, so a burst of parallel attempts locks once, not once each.
-    async fn count(&self, key: &SessionKey, limit: i64, now: i64) -> Result<i64, StoreError> {
-        let window = i64::try_from(self.window.as_millis()).unwrap_or(i64::MAX);
-        let started = match timed(&self.config, self.store.load(key)).await? {
-            Some(record) if !record.is_expired(now) => number(&record, "window_start"),
+    fn lock_ms(&self, lockouts: i64) -> i64 {
+        let base = i64::try_from(self.lockout.as_millis()).unwrap_or(MAX_LOCK_MS);
+        base.saturating_mul(1 << lockouts.clamp(0, 20))
+            .min(MAX_LOCK_MS)
+    }
+
+    /// Counts one attempt on `key`, in the field of the current window and
+    /// lockout count: a window's or a lockout's end starts a new field, so no
+    /// count is ever overwritten (a reset racing parallel attempts would wipe
+    /// theirs) and what `success` takes back comes off the field it was
+    /// added to.
+    async fn count(&self, key: &SessionKey, limit: i64, now: i64) -> Result<Counted, StoreError> {
+        let record = match timed(&self.config, self.store.load(key)).await? {
+            Some(record) if !record.is_expired(now) => record,
             _ => {
                 let mut record = Record::new(now, DAY_MS, DAY_MS);
                 record
                     .data
                     .insert(reserved::KIND.into(), Value::from("throttle"));
-                record.data.insert("window_start".into(), Value::from(now));
-                record.data.insert("fails".into(), Value::from(0));
                 match timed(&self.config, self.store.create(key, &record)).await {
                     // Another request created it first: count on that one.
                     Ok(()) | Err(CreateError::DuplicateKey) => {}
                     Err(CreateError::Store(error)) => return Err(error),
                 }
-                now
+                record
             }
         };
-        let changes = if now - started > window {
-            vec![
-                Change::Set {
-                    key: "window_start".into(),
-                    value: Value::from(now),
-                },
-                Change::Set {
-                    key: "fails".into(),
-                    value: Value::from(1),
-                },
-            ]
-        } else {
-            vec![Change::Increment {
-                key: "fails".into(),
-                by: 1,
-            }]
-        };
-        let Some(after) =
-            timed(&self.config, self.store.apply_and_load(key, &changes, now)).await?
-        else {
-            return Ok(0);
-        };
-        // Locked by an attempt that crossed the limit while this one was on
-        // its way (the lock starts the count again).
-        let locked = number(&after, "locked_until").saturating_sub(now);
+        // Locked: refused, and not counted against what follows the lock.
+        let locked = data_number(&record, "locked_until").saturating_sub(now);
         if locked > 0 {
-            return Ok(locked);
+            return Ok(Counted::Refused(locked));
         }
-        let fails = number(&after, "fails");
-        if fails <= limit {
-            return Ok(0);
+        let lockouts = data_number(&record, "lockouts");
+        let window = i64::try_from(self.window.as_millis())
+            .unwrap_or(i64::MAX)
+            .max(1);
+        let field = format!("{FAILS}{}.{lockouts}", now / window);
+        let increment = [Change::Increment {
+            key: field.clone(),
+            by: 1,
+        }];
+        let Some(after) = timed(
+            &self.config,
+            self.store.apply_and_load(key, &increment, now),
+        )
+        .await?
+        else {
+            // Expired between the two calls: nothing to count on.
+            return Ok(Counted::Within(field));
+        };
+        // Locked by a parallel attempt while this one was on its way.
+        let locked = data_number(&after, "locked_until").saturating_sub(now);
+        if locked > 0 {
+            return Ok(Counted::Refused(locked));
         }
-        let lockouts = number(&after, "lockouts");
-        let base = i64::try_from(self.lockout.as_millis()).unwrap_or(MAX_LOCK_MS);
-        let lock = base
-            .saturating_mul(1 << lockouts.clamp(0, 20))
-            .min(MAX_LOCK_MS);
-        if fails == limit.saturating_add(1) {
-            tracing::warn!(target: "keycard::security", event = "login_throttled", lockouts = lockouts + 1, lock_ms = lock, "too many failed logins; locked");
-            let changes = vec![
-                Change::Set {
-                    key: "locked_until".into(),
-                    value: Value::from(now.saturating_add(lock)),
-                },
-                Change::Increment {
-                    key: "lockouts".into(),
-                    by: 1,
-                },
-                Change::Set {
-                    key: "fails".into(),
-                    value: Value::from(0),
-                },
-                Change::Set {
-                    key: "window_start".into(),
-                    value: Value::from(now),
-                },
-            ];
-            let update = Update::lasting(changes, now, DAY_MS);
-            timed(&self.config, self.store.apply(key, &update)).await?;
+        if data_number(&after, &field) <= limit {
+            return Ok(Counted::Within(field));
         }
-        Ok(lock)
+        // Over the limit with no lock in force: lock. Every attempt that gets
+        // here writes the same lockout count (not one more each), so a burst
+        // locks once, and a lock whose writer was cut off is written by the
+        // next one. The old counter fields go: the next lockout counts anew.
+        let lock = self.lock_ms(lockouts);
+        tracing::warn!(target: "keycard::security", event = "login_throttled", lockouts = lockouts + 1, lock_ms = lock, "too many failed logins; locked");
+        let mut changes = vec![
+            Change::Set {
+                key: "locked_until".into(),
+                value: Value::from(now.saturating_add(lock)),
+            },
+            Change::Set {
+                key: "lockouts".into(),
+                value: Value::from(lockouts.saturating_add(1)),
+            },
+        ];
+        changes.extend(
+            after
+                .data
+                .keys()
+                .filter(|k| k.starts_with(FAILS))
+                .map(|k| Change::Remove { key: k.clone() }),
+        );
+        let update = Update::lasting(changes, now, DAY_MS);
+        timed(&self.config, self.store.apply(key, &update)).await?;
+        Ok(Counted::Refused(lock))
     }
+}
+
+/// What counting one attempt on one counter gave.
+enum Counted {
+    /// Within the limit, counted in this field.
+    Within(String),
+    /// Refused: wait this many milliseconds.
+    Refused(i64),
 }
 
 #[cfg(test)]
@@ -333,6 +339,97 @@ mod tests {
         assert!(locked.retry_after <= Duration::from_secs(60), "{locked:?}");
     }
 
+    async fn passing(throttle: &LoginThrottle, user: &str, tries: usize) -> usize {
+        let attempts: Vec<_> = (0..tries)
+            .map(|i| {
+                let throttle = throttle.clone();
+                let user = user.to_owned();
+                tokio::spawn(async move {
+                    let ip = format!("198.51.100.{}", i % 200);
+                    throttle.check(&user, Some(&ip)).await.unwrap().is_ok()
+                })
+            })
+            .collect();
+        let mut passed = 0;
+        for attempt in attempts {
+            passed += usize::from(attempt.await.unwrap());
+        }
+        passed
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+    async fn a_burst_as_the_window_turns_gets_no_more_than_the_limit() {
+        let mut throttle = LoginThrottle::new(Arc::new(MemoryStore::new()));
+        throttle.window = Duration::from_millis(400);
+        assert!(throttle.check("carol", None).await.unwrap().is_ok());
+        // Into the next window: the old count is not reset by overwriting.
+        let window = 400;
+        let into = u64::try_from(now_millis() % window).unwrap();
+        tokio::time::sleep(Duration::from_millis(400 - into + 20)).await;
+        assert_eq!(passing(&throttle, "carol", 40).await, 10);
+    }
+
+    #[tokio::test]
+    async fn after_a_lockout_the_count_starts_again_and_the_next_lock_is_longer() {
+        let mut throttle = LoginThrottle::new(Arc::new(MemoryStore::new()));
+        // (Retry-After is at least a second.)
+        throttle.lockout = Duration::from_millis(1_100);
+        assert_eq!(passing(&throttle, "dave", 11).await, 10);
+        let first = throttle.check("dave", None).await.unwrap().unwrap_err();
+        assert!(first.retry_after <= Duration::from_millis(1_100));
+        tokio::time::sleep(Duration::from_millis(1_200)).await;
+        assert_eq!(passing(&throttle, "dave", 11).await, 10);
+        let second = throttle.check("dave", None).await.unwrap().unwrap_err();
+        assert!(
+            second.retry_after > Duration::from_millis(1_100),
+            "{second:?}"
+        );
+    }
+
+    #[tokio::test]
+    async fn good_logins_taken_back_after_a_lock_give_no_extra_tries() {
+        let mut throttle = LoginThrottle::new(Arc::new(MemoryStore::new()));
+        throttle.per_address = 5;
+        throttle.lockout = Duration::from_millis(150);
+        let ip = Some("203.0.113.5");
+        // Three logins still being verified when three guesses lock the address.
+        let mut pending = Vec::new();
+        for i in 0..3 {
+            pending.push(
+                throttle
+                    .check(&format!("good{i}"), ip)
+                    .await
+                    .unwrap()
+                    .unwrap(),
+            );
+        }
+        for i in 0..3 {
+            let _ = throttle.check(&format!("guess{i}"), ip).await.unwrap();
+        }
+        assert!(
+            throttle.check("guess", ip).await.unwrap().is_err(),
+            "locked"
+        );
+        for attempt in &pending {
+            throttle.success(attempt).await.unwrap();
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        let mut passed = 0;
+        for i in 0..10 {
+            passed += usize::from(
+                throttle
+                    .check(&format!("after{i}"), ip)
+                    .await
+                    .unwrap()
+                    .is_ok(),
+            );
+        }
+        assert_eq!(
+            passed, 5,
+            "the limit, not the limit plus the three taken back"
+        );
+    }
+
     #[tokio::test]
     async fn good_logins_do_not_add_up() {
         let throttle = LoginThrottle::new(Arc::new(MemoryStore::new()));
@@ -340,15 +437,15 @@ mod tests {
         // Many users behind one address, each logging in at the first try.
         for i in 0..3 * throttle.per_address {
             let user = format!("user{i}");
-            assert!(throttle.check(&user, ip).await.unwrap().is_ok(), "{i}");
-            throttle.success(&user, ip).await.unwrap();
+            let attempt = throttle.check(&user, ip).await.unwrap().unwrap();
+            throttle.success(&attempt).await.unwrap();
         }
         // One user's failures count; a success starts them again.
         for _ in 0..throttle.per_account - 1 {
             assert!(throttle.check("bob", ip).await.unwrap().is_ok());
         }
-        assert!(throttle.check("bob", ip).await.unwrap().is_ok());
-        throttle.success("bob", ip).await.unwrap();
+        let attempt = throttle.check("bob", ip).await.unwrap().unwrap();
+        throttle.success(&attempt).await.unwrap();
         for _ in 0..throttle.per_account {
             assert!(throttle.check("bob", ip).await.unwrap().is_ok());
         }

@@ -113,30 +113,29 @@ struct LoginForm {
 
 async fn login(State(state): State<TestState>, auth: A, Form(form): Form<LoginForm>) -> Response {
     let ip = auth.session().client().ip.clone();
-    if let Err(t) = state
+    let attempt = match state
         .throttle
         .check(&form.username, ip.as_deref())
         .await
         .unwrap()
     {
-        return (
-            StatusCode::TOO_MANY_REQUESTS,
-            [("retry-after", t.retry_after.as_secs().to_string())],
-            "throttled",
-        )
-            .into_response();
-    }
+        Ok(attempt) => attempt,
+        Err(t) => {
+            return (
+                StatusCode::TOO_MANY_REQUESTS,
+                [("retry-after", t.retry_after.as_secs().to_string())],
+                "throttled",
+            )
+                .into_response()
+        }
+    };
     let credentials = Credentials {
         name: form.username.clone(),
         password: form.password,
     };
     match auth.authenticate(credentials).await.unwrap() {
         Some(user) => {
-            state
-                .throttle
-                .success(&form.username, ip.as_deref())
-                .await
-                .unwrap();
+            state.throttle.success(&attempt).await.unwrap();
             if let Err(error) = auth
                 .login(&user, form.remember.as_deref() == Some("on"))
                 .await
