@@ -97,8 +97,6 @@ pub(crate) async fn issue(
 /// rotating it too (it normally completes within one store call).
 const CLAIM_MS: i64 = 10_000;
 
-/// An integer field of a series record (0 when absent).
-
 /// Checks a presented cookie and rotates it.
 pub(crate) async fn restore(
     config: &SessionConfig,
