@@ -298,7 +298,14 @@ pub async fn login(
         state.users.check_nobody(&password).await?;
         None
     } else {
-        state.users.check(&username, &password).await?
+        match state.users.check(&username, &password).await {
+            Ok(user) => user,
+            Err(error) => {
+                // Not judged (503): not counted against the account.
+                state.throttle.cancel(&attempt).await?;
+                return Err(error.into());
+            }
+        }
     };
     let Some(user) = user else {
         // The throttle counted the attempt in `check`.
@@ -667,7 +674,15 @@ async fn check_own_password(
         Ok(attempt) => attempt,
         Err(throttled) => return Ok(OwnPassword::Throttled(throttled)),
     };
-    match state.users.check(&user.username, password).await? {
+    let checked = match state.users.check(&user.username, password).await {
+        Ok(checked) => checked,
+        Err(error) => {
+            // Not judged (503): not counted against the account.
+            state.throttle.cancel(&attempt).await?;
+            return Err(error.into());
+        }
+    };
+    match checked {
         Some(fresh) if fresh.id == user.id => {
             state.throttle.success(&attempt).await?;
             Ok(OwnPassword::Right(fresh))

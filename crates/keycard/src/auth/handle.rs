@@ -520,13 +520,7 @@ impl<B: AuthBackend> Auth<B> {
     pub async fn revoke_other_sessions(&self) -> Result<u64, AuthError> {
         let user_id = self.current_user_id().await?;
         let session = &self.inner.session;
-        let current = session.key().await?;
-        let own_remember = self
-            .inner
-            .remember_cookie
-            .as_deref()
-            .and_then(remember::key_of);
-        let keep: Vec<SessionKey> = current.into_iter().chain(own_remember).collect();
+        let keep = self.own_logins().await?;
         let (count, cut_off) = self
             .end_logins(&user_id, Some(&keep), &["session", "remember", "bearer"])
             .await?;
@@ -545,6 +539,18 @@ impl<B: AuthBackend> Auth<B> {
         }
         tracing::info!(target: "keycard::security", event = "sessions_revoked", user = %user_id, count, "other sessions revoked");
         Ok(count)
+    }
+
+    /// The store keys of this browser's own logins: its session and its
+    /// remember-me series (kept when ending the user's other logins).
+    async fn own_logins(&self) -> Result<Vec<SessionKey>, AuthError> {
+        let current = self.inner.session.key().await?;
+        let own_remember = self
+            .inner
+            .remember_cookie
+            .as_deref()
+            .and_then(remember::key_of);
+        Ok(current.into_iter().chain(own_remember).collect())
     }
 
     /// Ends this browser's remember-me series, if it has a live one of
@@ -584,13 +590,7 @@ impl<B: AuthBackend> Auth<B> {
     /// [`revoke_other_sessions`](Self::revoke_other_sessions) does): copies of
     /// the old value stop working, the user stays remembered here.
     pub async fn password_changed(&self, user: &B::User) -> Result<(), AuthError> {
-        let current = self.inner.session.key().await?;
-        let own_remember = self
-            .inner
-            .remember_cookie
-            .as_deref()
-            .and_then(remember::key_of);
-        let keep: Vec<SessionKey> = current.into_iter().chain(own_remember).collect();
+        let keep = self.own_logins().await?;
         self.end_logins(&user.id(), Some(&keep), &["session", "remember", "bearer"])
             .await?;
         self.login_as(user, true, "password").await?;

@@ -191,9 +191,26 @@ impl LoginThrottle {
     /// address's loses this attempt (so the users behind one address are not
     /// locked out by logging in).
     pub async fn success(&self, attempt: &LoginAttempt) -> Result<(), StoreError> {
+        self.take_back(attempt, true).await
+    }
+
+    /// The attempt was never judged (the password check itself failed: an
+    /// overloaded pool, a database down; the answer is a 503): it is not
+    /// counted, so such failures cannot lock anyone out.
+    pub async fn cancel(&self, attempt: &LoginAttempt) -> Result<(), StoreError> {
+        self.take_back(attempt, false).await
+    }
+
+    /// Takes `attempt` off its counters; with `reset_account`, the account's
+    /// count starts again.
+    async fn take_back(
+        &self,
+        attempt: &LoginAttempt,
+        reset_account: bool,
+    ) -> Result<(), StoreError> {
         let now = now_millis();
         for (key, field, is_account) in &attempt.counted {
-            let change = if *is_account {
+            let change = if *is_account && reset_account {
                 Change::Set {
                     key: field.clone(),
                     value: Value::from(0),
@@ -428,6 +445,19 @@ mod tests {
             passed, 5,
             "the limit, not the limit plus the three taken back"
         );
+    }
+
+    #[tokio::test]
+    async fn cancelled_attempts_do_not_count() {
+        let throttle = LoginThrottle::new(Arc::new(MemoryStore::new()));
+        for _ in 0..3 * throttle.per_account {
+            let attempt = throttle.check("erin", None).await.unwrap().unwrap();
+            throttle.cancel(&attempt).await.unwrap();
+        }
+        for _ in 0..throttle.per_account {
+            assert!(throttle.check("erin", None).await.unwrap().is_ok());
+        }
+        assert!(throttle.check("erin", None).await.unwrap().is_err());
     }
 
     #[tokio::test]
