@@ -114,7 +114,16 @@ async fn login(
             return Ok((StatusCode::TOO_MANY_REQUESTS, [(RETRY_AFTER, wait)], body).into_response());
         }
     };
-    match auth.authenticate(form).await? {
+    // A check that could not run (the password pool overloaded) is no
+    // failure of the user's: give the attempt back, answer the error.
+    let checked = match auth.authenticate(form).await {
+        Ok(checked) => checked,
+        Err(error) => {
+            throttle.cancel(&attempt).await?;
+            return Err(error);
+        }
+    };
+    match checked {
         Some(user) => {
             // Check counted the attempt; a good one is taken back.
             throttle.success(&attempt).await?;

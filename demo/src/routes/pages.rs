@@ -290,12 +290,13 @@ pub async fn login(
             return Ok(too_many(throttled));
         }
     };
-    let user = if username.is_empty()
-        || password.is_empty()
-        || username.len() > MAX_USERNAME
-        || password.len() > 1024
-    {
-        state.users.check_nobody(&password).await?;
+    // No account has a name that registration refuses (so a look-alike
+    // such as `alİce`, which a database may fold to `alice`, finds none).
+    let user = if !valid_username(&username) || password.is_empty() || password.len() > 1024 {
+        if let Err(error) = state.users.check_nobody(&password).await {
+            state.throttle.cancel(&attempt).await?;
+            return Err(error.into());
+        }
         None
     } else {
         match state.users.check(&username, &password).await {

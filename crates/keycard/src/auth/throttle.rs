@@ -168,17 +168,41 @@ impl LoginThrottle {
         ip: Option<&str>,
     ) -> Result<Result<LoginAttempt, Throttled>, StoreError> {
         let now = now_millis();
+        let counters = self.counters(username, ip);
+        // A lock on either refuses the attempt before anything is counted: a
+        // locked address must not go on filling accounts' counts (nor the
+        // reverse), or it could lock out any account it names.
+        // Nothing is made for a refused attempt either (a locked address
+        // naming made-up users must not fill the store).
         let mut wait = 0;
+        let mut records = Vec::with_capacity(counters.len());
+        for (key, _, _) in &counters {
+            let record = timed(&self.config, self.store.load(key))
+                .await?
+                .filter(|r| !r.is_expired(now));
+            if let Some(record) = &record {
+                wait = wait.max(data_number(record, "locked_until").saturating_sub(now));
+            }
+            records.push(record);
+        }
         let mut attempt = LoginAttempt {
             counted: Vec::new(),
         };
-        for (key, limit, is_account) in self.counters(username, ip) {
-            match self.count(&key, limit, now).await? {
-                Counted::Within(field) => attempt.counted.push((key, field, is_account)),
-                Counted::Refused(ms) => wait = wait.max(ms),
+        if wait <= 0 {
+            for ((key, limit, is_account), record) in counters.into_iter().zip(records) {
+                let record = match record {
+                    Some(record) => record,
+                    None => self.live_record(&key, now).await?,
+                };
+                match self.count(&key, record, limit, now).await? {
+                    Counted::Within(field) => attempt.counted.push((key, field, is_account)),
+                    Counted::Refused(ms) => wait = wait.max(ms),
+                }
             }
         }
         if wait > 0 {
+            // Refused by one counter: not counted on the others either.
+            self.take_back(&attempt, false).await?;
             return Ok(Err(Throttled {
                 retry_after: Duration::from_millis(u64::try_from(wait).unwrap_or(0))
                     .max(Duration::from_secs(1)),
@@ -228,53 +252,72 @@ impl LoginThrottle {
 
     fn lock_ms(&self, lockouts: i64) -> i64 {
         let base = i64::try_from(self.lockout.as_millis()).unwrap_or(MAX_LOCK_MS);
+        // At least a millisecond: a zero lock would let the attempt over the
+        // limit through.
         base.saturating_mul(1 << lockouts.clamp(0, 20))
-            .min(MAX_LOCK_MS)
+            .clamp(1, MAX_LOCK_MS)
     }
 
-    /// Counts one attempt on `key`, in the field of the current window and
-    /// lockout count: a window's or a lockout's end starts a new field, so no
-    /// count is ever overwritten (a reset racing parallel attempts would wipe
-    /// theirs) and what `success` takes back comes off the field it was
-    /// added to.
-    async fn count(&self, key: &SessionKey, limit: i64, now: i64) -> Result<Counted, StoreError> {
-        let record = match timed(&self.config, self.store.load(key)).await? {
-            Some(record) if !record.is_expired(now) => record,
-            _ => {
-                let mut record = Record::new(now, DAY_MS, DAY_MS);
-                record
-                    .data
-                    .insert(reserved::KIND.into(), Value::from("throttle"));
-                match timed(&self.config, self.store.create(key, &record)).await {
-                    // Another request created it first: count on that one.
-                    Ok(()) | Err(CreateError::DuplicateKey) => {}
-                    Err(CreateError::Store(error)) => return Err(error),
-                }
-                record
+    /// The counter record at `key`, made if there is none (or only an
+    /// expired one).
+    async fn live_record(&self, key: &SessionKey, now: i64) -> Result<Record, StoreError> {
+        if let Some(record) = timed(&self.config, self.store.load(key)).await? {
+            if !record.is_expired(now) {
+                return Ok(record);
             }
-        };
-        // Locked: refused, and not counted against what follows the lock.
-        let locked = data_number(&record, "locked_until").saturating_sub(now);
-        if locked > 0 {
-            return Ok(Counted::Refused(locked));
         }
-        let lockouts = data_number(&record, "lockouts");
+        let mut record = Record::new(now, DAY_MS, DAY_MS);
+        record
+            .data
+            .insert(reserved::KIND.into(), Value::from("throttle"));
+        match timed(&self.config, self.store.create(key, &record)).await {
+            // Another request made it first: count on that one (every
+            // decision below reads the record as the increment left it).
+            Ok(()) | Err(CreateError::DuplicateKey) => Ok(record),
+            Err(CreateError::Store(error)) => Err(error),
+        }
+    }
+
+    /// Counts one attempt on `key` (whose record was just read as `record`),
+    /// in the field of the current window and lockout count: a window's or a
+    /// lockout's end starts a new field, so no count is ever overwritten (a
+    /// reset racing parallel attempts would wipe theirs), and what `success`
+    /// takes back comes off the field it was added to.
+    async fn count(
+        &self,
+        key: &SessionKey,
+        mut record: Record,
+        limit: i64,
+        now: i64,
+    ) -> Result<Counted, StoreError> {
         let window = i64::try_from(self.window.as_millis())
             .unwrap_or(i64::MAX)
             .max(1);
-        let field = format!("{FAILS}{}.{lockouts}", now / window);
-        let increment = [Change::Increment {
-            key: field.clone(),
-            by: 1,
-        }];
-        let Some(after) = timed(
-            &self.config,
-            self.store.apply_and_load(key, &increment, now),
-        )
-        .await?
-        else {
-            // Expired between the two calls: nothing to count on.
-            return Ok(Counted::Within(field));
+        let mut tries = 0;
+        let (field, after) = loop {
+            let lockouts = data_number(&record, "lockouts");
+            let this_window = now / window;
+            let field = format!("{FAILS}{this_window}.{lockouts}");
+            let changes = [
+                Change::Increment {
+                    key: field.clone(),
+                    by: 1,
+                },
+                // Two windows back: no attempt still counts there.
+                Change::Remove {
+                    key: format!("{FAILS}{}.{lockouts}", this_window.saturating_sub(2)),
+                },
+            ];
+            match timed(&self.config, self.store.apply_and_load(key, &changes, now)).await? {
+                Some(after) => break (field, after),
+                // The record expired (or was swept) since it was read: count
+                // on a new one; never let an uncounted attempt through.
+                None if tries < 2 => {
+                    tries += 1;
+                    record = self.live_record(key, now).await?;
+                }
+                None => return Ok(Counted::Refused(self.lock_ms(0))),
+            }
         };
         // Locked by a parallel attempt while this one was on its way.
         let locked = data_number(&after, "locked_until").saturating_sub(now);
@@ -288,6 +331,7 @@ impl LoginThrottle {
         // here writes the same lockout count (not one more each), so a burst
         // locks once, and a lock whose writer was cut off is written by the
         // next one. The old counter fields go: the next lockout counts anew.
+        let lockouts = data_number(&record, "lockouts");
         let lock = self.lock_ms(lockouts);
         tracing::warn!(target: "keycard::security", event = "login_throttled", lockouts = lockouts + 1, lock_ms = lock, "too many failed logins; locked");
         let mut changes = vec![
@@ -445,6 +489,27 @@ mod tests {
             passed, 5,
             "the limit, not the limit plus the three taken back"
         );
+    }
+
+    #[tokio::test]
+    async fn a_locked_address_fills_no_account_count() {
+        let mut throttle = LoginThrottle::new(Arc::new(MemoryStore::new()));
+        throttle.per_address = 3;
+        let locked = Some("192.0.2.66");
+        for i in 0..4 {
+            let _ = throttle.check(&format!("guess{i}"), locked).await.unwrap();
+        }
+        // Refused at the address, and not counted on the account it names.
+        for _ in 0..3 * throttle.per_account {
+            assert!(throttle.check("victim", locked).await.unwrap().is_err());
+        }
+        for i in 0..throttle.per_account {
+            let ip = format!("198.51.100.{i}");
+            assert!(
+                throttle.check("victim", Some(&ip)).await.unwrap().is_ok(),
+                "{i}"
+            );
+        }
     }
 
     #[tokio::test]

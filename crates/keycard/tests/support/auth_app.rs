@@ -123,7 +123,7 @@ async fn login(State(state): State<TestState>, auth: A, Form(form): Form<LoginFo
         Err(t) => {
             return (
                 StatusCode::TOO_MANY_REQUESTS,
-                [("retry-after", t.retry_after.as_secs().to_string())],
+                [("retry-after", t.retry_after_secs().to_string())],
                 "throttled",
             )
                 .into_response()
