@@ -84,7 +84,8 @@ pub struct LoginThrottle {
 }
 
 /// A login attempt [`LoginThrottle::check`] let through and counted: hand it
-/// to [`LoginThrottle::success`] when the password was right.
+/// to [`LoginThrottle::success`] when the password was right, or to
+/// [`LoginThrottle::cancel`] when it could not be checked.
 #[derive(Debug)]
 pub struct LoginAttempt {
     /// The counters it was counted on: key, counter field, whether the
