@@ -110,23 +110,24 @@ async fn stylesheet() -> Response {
     response
 }
 
+/// Whether `path` is the JSON API's.
+fn is_api(path: &str) -> bool {
+    path == "/api" || path.starts_with("/api/")
+}
+
 /// An API call whose `Authorization: Bearer` token opens no live login
 /// (revoked, expired, made up) is refused with 401 and `WWW-Authenticate:
 /// Bearer error="invalid_token"` (RFC 6750), the body `/api/me` gives the
 /// anonymous: it is not served as an anonymous request, whose answer (a write
 /// that "succeeds" and is stored nowhere) would mislead the client.
 async fn refuse_dead_tokens(auth: Auth<Users>, request: Request, next: Next) -> Response {
-    if !auth.session().is_bearer() || !request.uri().path().starts_with("/api/") {
+    if !auth.session().is_bearer() || !is_api(request.uri().path()) {
         return next.run(request).await;
     }
     match auth.user().await {
         Ok(Some(_)) => next.run(request).await,
         Ok(None) => {
-            let mut response = (
-                axum::http::StatusCode::UNAUTHORIZED,
-                axum::Json(serde_json::json!({ "error": "unauthenticated" })),
-            )
-                .into_response();
+            let mut response = routes::api::unauthenticated();
             response.headers_mut().insert(
                 header::WWW_AUTHENTICATE,
                 HeaderValue::from_static("Bearer error=\"invalid_token\""),
@@ -142,23 +143,21 @@ async fn refuse_dead_tokens(auth: Auth<Users>, request: Request, next: Next) -> 
 /// body over the limit, a 404) is rewrapped by [`routes::json_error`], status
 /// and other headers unchanged. Errors already in JSON pass as they are.
 async fn api_errors_as_json(request: Request, next: Next) -> Response {
-    let path = request.uri().path();
-    let is_api = path == "/api" || path.starts_with("/api/");
+    let api = is_api(request.uri().path());
     let response = next.run(request).await;
     let status = response.status();
-    let is_json = response
+    let content_type = response
         .headers()
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
-        .is_some_and(|v| v.contains("json"));
-    if !is_api || is_json || !(status.is_client_error() || status.is_server_error()) {
+        .unwrap_or("");
+    if !api
+        || content_type.contains("json")
+        || !(status.is_client_error() || status.is_server_error())
+    {
         return response;
     }
-    let is_text = response
-        .headers()
-        .get(header::CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())
-        .is_some_and(|v| v.starts_with("text/plain"));
+    let is_text = content_type.starts_with("text/plain");
     let (parts, body) = response.into_parts();
     // Error texts are short; anything else is not worth repeating.
     let text = match axum::body::to_bytes(body, 4096).await {

@@ -480,10 +480,8 @@ impl Session {
         let now = now_millis();
         let store_key = id.key();
         let changes = std::slice::from_ref(change);
-        let found = match store.apply_and_load_now(&store_key, changes, now) {
-            Some(found) => found,
-            None => timed(&ctx.config, store.apply_and_load(&store_key, changes, now)).await,
-        };
+        let found =
+            apply_and_load_from(&ctx.config, store.as_ref(), &store_key, changes, now).await;
         let stored = matches!(found, Ok(Some(_)));
         if let Err(error) = self.adopt_stored(&mut state, id, found) {
             state.failure = Some(error.clone());
@@ -1098,6 +1096,20 @@ async fn load_from(
     match store.load_now(key) {
         Some(found) => found,
         None => timed(config, store.load(key)).await,
+    }
+}
+
+/// A store's `apply_and_load`, as [`load_from`] is its load.
+async fn apply_and_load_from(
+    config: &SessionConfig,
+    store: &dyn SessionStore,
+    key: &SessionKey,
+    changes: &[Change],
+    now: UnixMillis,
+) -> Result<Option<Record>, StoreError> {
+    match store.apply_and_load_now(key, changes, now) {
+        Some(found) => found,
+        None => timed(config, store.apply_and_load(key, changes, now)).await,
     }
 }
 

@@ -51,12 +51,17 @@ pub async fn me(auth: A) -> Result<Response> {
         Some(user) => {
             Json(json!({ "authenticated": true, "username": user.username })).into_response()
         }
-        None => (
-            StatusCode::UNAUTHORIZED,
-            Json(json!({ "error": "unauthenticated" })),
-        )
-            .into_response(),
+        None => unauthenticated(),
     })
+}
+
+/// 401 `{"error":"unauthenticated"}`: no login (DESIGN §5's answer of `/api/me`).
+pub fn unauthenticated() -> Response {
+    (
+        StatusCode::UNAUTHORIZED,
+        Json(json!({ "error": "unauthenticated" })),
+    )
+        .into_response()
 }
 
 pub async fn csrf(CsrfToken(token): CsrfToken) -> Response {

@@ -193,7 +193,7 @@ impl LoginThrottle {
             for ((key, limit, is_account), record) in counters.into_iter().zip(records) {
                 let record = match record {
                     Some(record) => record,
-                    None => self.live_record(&key, now).await?,
+                    None => self.new_record(&key, now).await?,
                 };
                 match self.count(&key, record, limit, now).await? {
                     Counted::Within(field) => attempt.counted.push((key, field, is_account)),
@@ -262,11 +262,14 @@ impl LoginThrottle {
     /// The counter record at `key`, made if there is none (or only an
     /// expired one).
     async fn live_record(&self, key: &SessionKey, now: i64) -> Result<Record, StoreError> {
-        if let Some(record) = timed(&self.config, self.store.load(key)).await? {
-            if !record.is_expired(now) {
-                return Ok(record);
-            }
+        match timed(&self.config, self.store.load(key)).await? {
+            Some(record) if !record.is_expired(now) => Ok(record),
+            _ => self.new_record(key, now).await,
         }
+    }
+
+    /// A new counter record at `key` (where a load found none live).
+    async fn new_record(&self, key: &SessionKey, now: i64) -> Result<Record, StoreError> {
         let mut record = Record::new(now, DAY_MS, DAY_MS);
         record
             .data
